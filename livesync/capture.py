@@ -1,0 +1,290 @@
+"""SQLAlchemy session hooks that turn committed ORM writes into one ChangeSet per transaction.
+
+Which hook sees what (see ``docs/architecture.md`` for the full table):
+
+* ``after_flush``: unit-of-work inserts, updates and deletes, ORM cascades included.
+  Attribute history is still intact here (it is reset by ``after_flush_postexec``).
+* ``do_orm_execute``: ORM-enabled bulk ``insert()``, ``update()`` and ``delete()``
+  statements, handled in :mod:`livesync.bulk`.
+* ``before_flush``: detects in-place mutation of JSON columns by comparing each value with
+  a snapshot taken at load time, and flags it modified so the ORM writes it.
+* transaction events: one buffer per root transaction and per SAVEPOINT. A released
+  savepoint folds into its parent, a rolled-back one is dropped, and only a committed root
+  transaction produces a change set. ``before_commit`` fires for SAVEPOINT releases too, so
+  every hook checks which transaction it is looking at.
+
+The change set is sealed in the root's ``before_commit`` (after a final flush) and handed
+to the :class:`CommitSink`, which writes the outbox row inside the same transaction; after
+the COMMIT it is handed over again for publishing. Nothing here ever publishes a change
+of a transaction that did not commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Mapper, Session, SessionTransaction
+from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.state import InstanceState
+
+from .bulk import BulkCapture
+from .changes import UNKNOWN, ChangeSet, PendingChange, fold
+from .collections import Collection
+from .documents import encode_id
+from .errors import CaptureError
+
+log = logging.getLogger("livesync.capture")
+
+Buffer = dict[tuple[str, str], PendingChange]
+_INFO_KEY = "livesync"
+_SNAPSHOT_KEY = "livesync_json"
+
+
+class CommitSink(Protocol):
+    """Where sealed change sets go: into the transaction, then out after COMMIT."""
+
+    def prepare(self, session: Session, changeset: ChangeSet) -> Any:
+        """Runs inside the transaction, before COMMIT; returns a token for :meth:`committed`."""
+
+    def committed(self, changeset: ChangeSet, token: Any) -> None:
+        """Runs after COMMIT succeeded. Must not raise: the data is already committed."""
+
+
+@dataclass
+class _SessionState:
+    buffers: dict[SessionTransaction, Buffer] = field(default_factory=dict)
+    committed: set[SessionTransaction] = field(default_factory=set)
+    sealed: dict[SessionTransaction, tuple[ChangeSet, Any]] = field(default_factory=dict)
+
+
+def _state(session: Session) -> _SessionState:
+    state = session.info.get(_INFO_KEY)
+    if state is None:
+        state = session.info[_INFO_KEY] = _SessionState()
+    return state
+
+
+def _is_tracked(txn: SessionTransaction) -> bool:
+    """Root transactions and SAVEPOINTs get buffers; internal flush subtransactions do not."""
+    return txn.nested or txn.parent is None
+
+
+def _dump_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+class Capture:
+    """Installs capture on Session classes and routes their changes to a :class:`CommitSink`."""
+
+    def __init__(
+        self,
+        lookup: Callable[[Mapper[Any]], Collection | None],
+        lookup_table: Callable[[Any], Collection | None],
+        sink: CommitSink,
+        bulk_limit: int,
+    ) -> None:
+        self._lookup = lookup
+        self._sink = sink
+        self._bulk = BulkCapture(lookup, lookup_table, self.buffer, bulk_limit)
+        self._snapshot_mappers: set[Mapper[Any]] = set()
+
+    # ------------------------------------------------------------------ installation
+    def install(self, target: Any) -> None:
+        """Listen on a Session subclass (or a sessionmaker, which SQLAlchemy maps to one)."""
+        event.listen(target, "after_transaction_create", self._on_transaction_create)
+        event.listen(target, "before_flush", self._on_before_flush)
+        event.listen(target, "after_flush", self._on_after_flush)
+        event.listen(target, "do_orm_execute", self._bulk.on_execute)
+        event.listen(target, "before_commit", self._on_before_commit)
+        event.listen(target, "after_commit", self._on_after_commit)
+        event.listen(target, "after_transaction_end", self._on_transaction_end)
+
+    def watch_json(self, collection: Collection) -> None:
+        """Snapshot JSON columns on load, so in-place mutations can be detected and diffed."""
+        if not collection.json_keys or collection.mapper in self._snapshot_mappers:
+            return
+        self._snapshot_mappers.add(collection.mapper)
+        keys = collection.json_keys
+
+        def on_load(target: Any, context: Any) -> None:
+            _snapshot(inspect(target), keys)
+
+        def on_refresh(target: Any, context: Any, attrs: Any) -> None:
+            _snapshot(inspect(target), keys)
+
+        event.listen(collection.mapper, "load", on_load)
+        event.listen(collection.mapper, "refresh", on_refresh)
+
+    # ------------------------------------------------------------------ buffers
+    def buffer(self, session: Session) -> Buffer:
+        """The buffer of the innermost open transaction (a SAVEPOINT, else the root)."""
+        txn = session.get_nested_transaction() or session.get_transaction()
+        if txn is None:
+            raise CaptureError("a write was captured outside any transaction")
+        state = _state(session)
+        root = txn
+        while root.parent is not None:
+            root = root.parent
+        if root in state.sealed:
+            raise CaptureError(
+                "a write happened after livesync sealed the transaction's change set in "
+                "before_commit; register your own before_commit listeners before livesync's, "
+                "or make the write earlier"
+            )
+        return state.buffers.setdefault(txn, {})
+
+    def _on_transaction_create(self, session: Session, txn: SessionTransaction) -> None:
+        if _is_tracked(txn):
+            _state(session).buffers[txn] = {}
+
+    def _on_after_commit(self, session: Session) -> None:
+        txn = session.get_nested_transaction() or session.get_transaction()
+        if txn is not None:
+            _state(session).committed.add(txn)
+
+    def _on_before_commit(self, session: Session) -> None:
+        if session.get_nested_transaction() is not None:
+            return  # RELEASE SAVEPOINT, not the real COMMIT
+        root = session.get_transaction()
+        if root is None:
+            return
+        session.flush()  # before_commit runs before the ORM's own final flush
+        state = _state(session)
+        merged: Buffer = {}
+        for txn, buf in state.buffers.items():
+            if txn is root or (txn.nested and txn.is_active):
+                for change in buf.values():
+                    fold(merged, change)
+        changes = tuple(c for c in (p.finish() for p in merged.values()) if c is not None)
+        if not changes:
+            return
+        changeset = ChangeSet(changes)
+        state.sealed[root] = (changeset, self._sink.prepare(session, changeset))
+
+    def _on_transaction_end(self, session: Session, txn: SessionTransaction) -> None:
+        if not _is_tracked(txn):
+            return
+        state = _state(session)
+        buf = state.buffers.pop(txn, {})
+        sealed = state.sealed.pop(txn, None)
+        if txn not in state.committed:
+            return  # rolled back: its changes never happened
+        state.committed.discard(txn)
+        if txn.nested:
+            parent = txn.parent
+            while parent is not None and not _is_tracked(parent):
+                parent = parent.parent
+            if parent is not None:
+                target = state.buffers.setdefault(parent, {})
+                for change in buf.values():
+                    fold(target, change)
+            return
+        if sealed is not None:
+            self._sink.committed(*sealed)
+
+    # ------------------------------------------------------------------ unit of work
+    def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        if not self._snapshot_mappers:
+            return
+        for state in list(session.identity_map.all_states()):
+            snapshot = state.info.get(_SNAPSHOT_KEY)
+            if not snapshot:
+                continue
+            loaded = state.dict
+            for key, before in snapshot.items():
+                if (
+                    key in loaded
+                    and _dump_json(loaded[key]) != before
+                    and not state.attrs[key].history.has_changes()
+                ):
+                    flag_modified(state.obj(), key)
+
+    def _on_after_flush(self, session: Session, flush_context: Any) -> None:
+        buf: Buffer | None = None
+        for obj in session.new:
+            state = inspect(obj)
+            collection = self._lookup(state.mapper)
+            if collection is None:
+                continue
+            buf = buf if buf is not None else self.buffer(session)
+            version = state.dict.get(collection.version_key)
+            change = PendingChange(
+                collection.name, collection.id_of(obj), False, collection.document(obj), version
+            )
+            fold(buf, change)
+            _snapshot(state, collection.json_keys)
+        for obj in session.deleted:
+            state = inspect(obj)
+            collection = self._lookup(state.mapper)
+            if collection is None or state.identity is None:
+                continue
+            buf = buf if buf is not None else self.buffer(session)
+            old = state.dict.get(collection.version_key)
+            change = PendingChange(
+                collection.name,
+                encode_id(state.identity),
+                True,
+                None,
+                None if old is None else old + 1,
+                old,
+            )
+            fold(buf, change)
+        for obj in session.dirty:
+            state = inspect(obj)
+            collection = self._lookup(state.mapper)
+            if collection is None or state.key is None or state.deleted or state.was_deleted:
+                continue
+            change_or_none = _updated(collection, state, obj)
+            if change_or_none is not None:
+                buf = buf if buf is not None else self.buffer(session)
+                fold(buf, change_or_none)
+                _snapshot(state, collection.json_keys)
+
+
+def _updated(collection: Collection, state: InstanceState[Any], obj: Any) -> PendingChange | None:
+    """The change a flush wrote for a dirty instance, or None if the ORM emitted no UPDATE.
+
+    The ORM emits an UPDATE exactly when some column attribute has net changes, and the
+    version column then grows by one; history cannot show the version itself.
+    """
+    attrs = state.attrs
+    if not any(attrs[p.key].history.has_changes() for p in collection.mapper.column_attrs):
+        return None
+    snapshot = state.info.get(_SNAPSHOT_KEY) or {}
+    before: dict[str, Any] = {}
+    for f in collection.fields:
+        column = f.column
+        if column.onupdate is not None or column.server_onupdate is not None or column.computed:
+            before[f.key] = UNKNOWN  # set by the database: history never shows it
+            continue
+        history = attrs[f.key].history
+        if not history.has_changes():
+            continue
+        if history.deleted:
+            before[f.key] = f.convert(history.deleted[0])
+        elif f.key in snapshot:
+            before[f.key] = orjson.loads(snapshot[f.key])
+        else:
+            before[f.key] = UNKNOWN  # expired before it was set: the old value was never loaded
+    version = state.dict.get(collection.version_key)
+    return PendingChange(
+        collection.name,
+        collection.id_of(obj),
+        True,
+        collection.document(obj),
+        version,
+        None if version is None else version - 1,
+        before,
+    )
+
+
+def _snapshot(state: InstanceState[Any], keys: tuple[str, ...]) -> None:
+    if not keys:
+        return
+    loaded = state.dict
+    state.info[_SNAPSHOT_KEY] = {k: _dump_json(loaded[k]) for k in keys if k in loaded}

@@ -1,0 +1,54 @@
+"""Settings: constructor arguments first, then ``LIVESYNC_*`` environment variables, then defaults.
+
+Every knob a deployment may need to turn lives here, so the README and the CLI can point
+to one table. Limits are deliberately finite: "bounded everything" is a design guarantee.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """livesync's configuration; each field maps to ``LIVESYNC_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LIVESYNC_", extra="forbid")
+
+    database_url: str = "sqlite:///livesync.db"
+    """Where the application's data (and livesync's outbox) lives."""
+
+    broker_url: str = "memory://"
+    """``memory://`` (one process) or ``redis://host:port/db`` (any number of processes)."""
+
+    topic: str = "changes"
+    """Broker topic that carries every change set of this database, in publish order."""
+
+    history: int = Field(10_000, ge=1)
+    """Change sets the broker keeps for resume; older ones force a fresh snapshot."""
+
+    outbox: bool = True
+    """Write each change set to the outbox table in the same transaction (crash safety)."""
+
+    outbox_grace: float = Field(5.0, gt=0)
+    """Seconds an outbox row may wait for its writer to publish before the relay takes it."""
+
+    outbox_cleanup_interval: float = Field(0.5, gt=0)
+    """Seconds between batched deletions of outbox rows a writer already published."""
+
+    relay_interval: float = Field(0.5, gt=0)
+    """Seconds between relay scans of the outbox."""
+
+    relay_batch: int = Field(500, ge=1)
+    """Outbox rows the relay claims, publishes and deletes per transaction."""
+
+    bulk_capture_limit: int = Field(100_000, ge=1)
+    """Most rows one ORM bulk UPDATE/DELETE may touch; larger ones raise CaptureError."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; ``None`` overrides are ignored so environment values still apply."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)

@@ -1,0 +1,306 @@
+"""The :class:`LiveSync` object: one database, one broker, the live collections between them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapper, Session, sessionmaker
+from sqlalchemy.util.concurrency import await_only, in_greenlet
+
+from .brokers import Broker, connect_broker
+from .capture import Capture
+from .changes import Change, ChangeSet
+from .collections import Collection, CollectionError
+from .config import Settings, load_settings
+from .documents import encode_id
+from .outbox import Outbox, OutboxJanitor, Relay
+
+log = logging.getLogger("livesync")
+
+
+def normalize_database_url(url: str) -> str:
+    """Pick livesync's drivers: psycopg 3 for PostgreSQL (``postgresql://`` means psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def async_database_url(url: str) -> str:
+    """The asyncio-driver form of a database URL (aiosqlite, psycopg async)."""
+    parsed = make_url(normalize_database_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """WAL lets readers (gateways, relays) run beside the writer; wait for locks, don't fail."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+class _Publisher:
+    """The capture sink: outbox row inside the transaction, broker publish after COMMIT."""
+
+    def __init__(self, live: LiveSync) -> None:
+        self._live = live
+
+    def prepare(self, session: Session, changeset: ChangeSet) -> tuple[bytes, int | None]:
+        payload = changeset.encode()
+        outbox = self._live._outbox
+        row_id = None if outbox is None else outbox.write(session.connection(), changeset, payload)
+        return payload, row_id
+
+    def committed(self, changeset: ChangeSet, token: tuple[bytes, int | None]) -> None:
+        payload, row_id = token
+        broker, topic = self._live.broker, self._live.settings.topic
+        try:
+            if in_greenlet():  # inside AsyncSession: don't block the event loop
+                await_only(broker.publish_async(topic, payload))
+            else:
+                broker.publish(topic, payload)
+        except Exception:
+            if row_id is None:
+                log.exception(
+                    "publish of change set %s failed and no outbox holds it", changeset.id
+                )
+            else:
+                log.warning("publish of change set %s failed; the relay will retry", changeset.id)
+            return
+        if row_id is not None:
+            self._live._janitor.published(row_id)
+
+
+class LiveSync:
+    """Live, replicated collections over one database and one broker.
+
+    ``database_url`` and ``broker_url`` default to ``LIVESYNC_DATABASE_URL`` and
+    ``LIVESYNC_BROKER_URL``, then to ``sqlite:///livesync.db`` and ``memory://``. Other
+    keyword options are the fields of :class:`~livesync.config.Settings`; ``engine`` may
+    pass an existing SQLAlchemy engine instead of a URL.
+
+    Sessions from :attr:`sessionmaker`, :attr:`async_sessionmaker` or a factory passed to
+    :meth:`install` capture every committed write to a registered :meth:`collection`.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        broker_url: str | None = None,
+        *,
+        engine: Engine | None = None,
+        **options: Any,
+    ) -> None:
+        if engine is not None and database_url is None:
+            database_url = engine.url.render_as_string(hide_password=False)
+        self.settings: Settings = load_settings(
+            database_url=database_url, broker_url=broker_url, **options
+        )
+        if engine is None:
+            engine = create_engine(normalize_database_url(self.settings.database_url))
+            _tune_sqlite(engine)
+        self.engine: Engine = engine
+        self.broker: Broker = connect_broker(
+            self.settings.broker_url, history=self.settings.history
+        )
+        self._collections: dict[str, Collection] = {}
+        self._by_mapper: dict[Mapper[Any], Collection] = {}
+        self._by_table: dict[Any, Collection] = {}
+        self._outbox = Outbox() if self.settings.outbox else None
+        self._janitor = OutboxJanitor(
+            self.engine,
+            Outbox().table,
+            interval=self.settings.outbox_cleanup_interval,
+        )
+        self._capture = Capture(
+            self._collection_for_mapper,
+            self._by_table.get,
+            _Publisher(self),
+            self.settings.bulk_capture_limit,
+        )
+        #: The instrumented Session class; subclass it or pass it as ``sync_session_class``.
+        self.Session: type[Session] = type("LiveSession", (Session,), {})
+        self._capture.install(self.Session)
+        self._installed: list[Any] = [self.Session]
+        self.sessionmaker: sessionmaker[Session] = sessionmaker(self.engine, class_=self.Session)
+
+    # ------------------------------------------------------------------ sessions
+    @cached_property
+    def async_engine(self) -> AsyncEngine:
+        """An asyncio engine on the same database (aiosqlite or psycopg async)."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        return create_async_engine(async_database_url(self.settings.database_url))
+
+    @cached_property
+    def async_sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """AsyncSession factory whose sync sessions are instrumented (:attr:`Session`)."""
+        return async_sessionmaker(self.async_engine, sync_session_class=self.Session)
+
+    def install(self, session_factory: Any) -> Any:
+        """Instrument an application's ``sessionmaker``, ``Session`` subclass or
+        ``async_sessionmaker`` (for example Flask-SQLAlchemy's) and return it.
+
+        Installing twice on the same target is an error: it would capture every write twice.
+        A bare ``sessionmaker()`` is fine (SQLAlchemy gives each one its own subclass); the
+        global ``Session`` class itself is refused because it would capture every session
+        in the process.
+        """
+        if isinstance(session_factory, async_sessionmaker):
+            sync_class = session_factory.kw.get("sync_session_class")
+            if sync_class is None or sync_class is Session:
+                session_factory.configure(sync_session_class=self.Session)
+                return session_factory
+            target: Any = sync_class
+        elif isinstance(session_factory, sessionmaker):
+            target = session_factory.class_
+        elif isinstance(session_factory, type) and issubclass(session_factory, Session):
+            target = session_factory
+        else:
+            raise TypeError(
+                "install() takes a sessionmaker, an async_sessionmaker or a Session subclass, "
+                f"not {session_factory!r}"
+            )
+        if target is Session:
+            raise TypeError("refusing to instrument sqlalchemy.orm.Session itself; subclass it")
+        if any(issubclass(target, done) or issubclass(done, target) for done in self._installed):
+            raise ValueError(f"{target!r} is already instrumented by this LiveSync")
+        self._capture.install(target)
+        self._installed.append(target)
+        return session_factory
+
+    # ------------------------------------------------------------------ collections
+    def collection(
+        self, model: type[Any], name: str | None = None, exclude: Iterable[str] = ()
+    ) -> Collection:
+        """Register ``model`` as a live collection (named after its table by default)."""
+        collection = Collection(model, name=name, exclude=exclude)
+        if collection.name in self._collections:
+            raise CollectionError(f"a collection named {collection.name!r} is already registered")
+        if collection.mapper in self._by_mapper:
+            raise CollectionError(f"{model.__name__} is already registered")
+        self._collections[collection.name] = collection
+        self._by_mapper[collection.mapper] = collection
+        self._by_table[collection.table] = collection
+        self._capture.watch_json(collection)
+        return collection
+
+    @property
+    def collections(self) -> dict[str, Collection]:
+        """Registered collections by name (a copy)."""
+        return dict(self._collections)
+
+    def _collection_for_mapper(self, mapper: Mapper[Any]) -> Collection | None:
+        found = self._by_mapper.get(mapper)
+        if found is None and mapper.inherits is not None:
+            for ancestor in mapper.iterate_to_root():
+                found = self._by_mapper.get(ancestor)
+                if found is not None:
+                    self._by_mapper[mapper] = found
+                    break
+        return found
+
+    def _resolve(self, collection: str | Collection | type[Any]) -> Collection:
+        if isinstance(collection, Collection):
+            return collection
+        if isinstance(collection, str):
+            found = self._collections.get(collection)
+        else:
+            found = next((c for c in self._collections.values() if c.model is collection), None)
+        if found is None:
+            raise KeyError(f"no live collection {collection!r}")
+        return found
+
+    # ------------------------------------------------------------------ resync
+    def resync(
+        self, collection: str | Collection | type[Any], ids: Sequence[Any] | None = None
+    ) -> ChangeSet:
+        """Publish the current state of rows changed outside the ORM, and return it.
+
+        With ``ids`` (primary key values, tuples for composite keys) each row's version is
+        bumped and its whole document published, so every reader replaces its copy; ids
+        with no row are published as deletes. Without ``ids`` a collection-wide ``reset``
+        is published: readers re-read the whole collection.
+        """
+        target = self._resolve(collection)
+        with self.sessionmaker() as session, session.begin():
+            if ids is None:
+                changes: list[Change] = [Change(target.name, "", "reset")]
+            else:
+                changes = self._bump(
+                    session, target, [k if isinstance(k, tuple) else (k,) for k in ids]
+                )
+            changeset = ChangeSet(tuple(changes))
+            token = _Publisher(self).prepare(session, changeset)
+        _Publisher(self).committed(changeset, token)
+        return changeset
+
+    def _bump(
+        self, session: Session, target: Collection, keys: list[tuple[Any, ...]]
+    ) -> list[Change]:
+        # Core statements on the session's connection: capture must not see these writes.
+        conn = session.connection()
+        version = target.version_column
+        changes: list[Change] = []
+        found: set[str] = set()
+        for start in range(0, len(keys), 1000):
+            where = target.key_in(keys[start : start + 1000])
+            conn.execute(update(target.table).where(where).values({version: version + 1}))
+            for row in conn.execute(select(*target.columns).where(where)):
+                doc_id = encode_id(target.pk_of_row(row))
+                found.add(doc_id)
+                new_version = target.version_of_row(row)
+                doc = target.document_from_row(row)
+                changes.append(
+                    Change(target.name, doc_id, "update", new_version, new_version - 1, doc)
+                )
+        # Rows that no longer exist are published as deletes without a version.
+        gone = dict.fromkeys(encode_id(k) for k in keys).keys() - found
+        changes.extend(Change(target.name, doc_id, "delete") for doc_id in sorted(gone))
+        return changes
+
+    # ------------------------------------------------------------------ operations
+    def upgrade(self, revision: str = "head") -> None:
+        """Create or upgrade livesync's own tables (the outbox) with its Alembic migrations."""
+        from .migrate import upgrade
+
+        upgrade(self.engine, revision)
+
+    def relay(self) -> Relay:
+        """A relay for this database's outbox (call ``start()`` or ``run_forever()``)."""
+        topic = self.settings.topic
+        return Relay(
+            self.engine,
+            Outbox().table,
+            lambda payload: self.broker.publish(topic, payload),
+            grace=self.settings.outbox_grace,
+            batch=self.settings.relay_batch,
+            interval=self.settings.relay_interval,
+        )
+
+    def close(self) -> None:
+        """Flush the outbox janitor and release the broker's and engines' connections."""
+        self._janitor.close()
+        self.broker.close()
+        self.engine.dispose()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for asyncio programs: also disposes the async engine and clients."""
+        if "async_engine" in self.__dict__:
+            await self.async_engine.dispose()
+        await self.broker.aclose()
+        self.close()

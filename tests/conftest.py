@@ -1,0 +1,60 @@
+"""Shared fixtures: real services, with a skip (locally) or a failure (CI) when missing.
+
+``LIVESYNC_REQUIRE_SERVICES=1`` turns every "service unavailable" skip into a failure, so
+CI can never pass by silently skipping the PostgreSQL and Redis tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+POSTGRES_URL = os.environ.get(
+    "LIVESYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("LIVESYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_SERVICES = os.environ.get("LIVESYNC_REQUIRE_SERVICES") == "1"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, default_port: int) -> None:
+    """Skip the test when the service is down, or fail it when CI requires services."""
+    if _reachable(url, default_port):
+        return
+    reason = f"{name} is not reachable at {url}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} and LIVESYNC_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(f"{reason}; set LIVESYNC_TEST_{name.upper()}_URL or start it")
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    require_service("postgres", POSTGRES_URL, 5432)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    require_service("redis", REDIS_URL, 6379)
+    yield REDIS_URL
+
+
+@pytest.fixture
+def unique_topic() -> str:
+    """A topic name no other test (or earlier run) has used."""
+    return f"test-{uuid.uuid4().hex[:12]}"
