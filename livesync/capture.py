@@ -148,6 +148,10 @@ class Capture:
             _state(session).committed.add(txn)
 
     def _on_before_commit(self, session: Session) -> None:
+        # A session whose only change is an in-place JSON mutation looks clean, and a clean
+        # session's flush never fires before_flush: look for such mutations here too.
+        if self._flag_json_mutations(session):
+            session.flush()
         if session.get_nested_transaction() is not None:
             return  # RELEASE SAVEPOINT, not the real COMMIT
         root = session.get_transaction()
@@ -189,8 +193,13 @@ class Capture:
 
     # ------------------------------------------------------------------ unit of work
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
+        self._flag_json_mutations(session)
+
+    def _flag_json_mutations(self, session: Session) -> bool:
+        """Flag JSON values mutated in place since their snapshot; True if any were found."""
         if not self._snapshot_mappers:
-            return
+            return False
+        found = False
         for state in list(session.identity_map.all_states()):
             snapshot = state.info.get(_SNAPSHOT_KEY)
             if not snapshot:
@@ -203,6 +212,8 @@ class Capture:
                     and not state.attrs[key].history.has_changes()
                 ):
                     flag_modified(state.obj(), key)
+                    found = True
+        return found
 
     def _on_after_flush(self, session: Session, flush_context: Any) -> None:
         buf: Buffer | None = None
@@ -218,8 +229,11 @@ class Capture:
             )
             fold(buf, change)
             _snapshot(state, collection.json_keys)
-        for obj in session.deleted:
-            state = inspect(obj)
+        # flush_context.states also holds orphans the flush itself decided to delete,
+        # which session.deleted does not list.
+        for state, (is_delete, list_only) in flush_context.states.items():
+            if not is_delete or list_only:
+                continue
             collection = self._lookup(state.mapper)
             if collection is None or state.identity is None:
                 continue

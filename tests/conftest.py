@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,3 +59,59 @@ def redis_url() -> Iterator[str]:
 def unique_topic() -> str:
     """A topic name no other test (or earlier run) has used."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+# --------------------------------------------------------------------------- databases
+import asyncio  # noqa: E402
+
+from sqlalchemy import text  # noqa: E402
+
+from livesync import ChangeSet, LiveSync, Position  # noqa: E402
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """Each capture test runs on SQLite (a temp file) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'live.db'}"
+    require_service("postgres", POSTGRES_URL, 5432)
+    return POSTGRES_URL
+
+
+def make_live(database_url: str, broker_url: str | None = None, **options: Any) -> LiveSync:
+    """A LiveSync on fresh test tables, with an empty outbox and its own memory broker."""
+    from tests.models import Base
+
+    broker_url = broker_url or f"memory://{uuid.uuid4().hex}"
+    live = LiveSync(database_url, broker_url, **options)
+    with live.engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        Base.metadata.create_all(conn)
+    live.upgrade()
+    with live.engine.begin() as conn:
+        conn.execute(text("DELETE FROM livesync_outbox"))
+    return live
+
+
+@pytest.fixture
+def live(database_url: str) -> Iterator[LiveSync]:
+    from tests import models
+
+    live = make_live(database_url)
+    for model in (models.Item, models.Tracked, models.Folder, models.File, models.Member):
+        live.collection(model)
+    live.collection(models.Typed)
+    yield live
+    live.close()
+
+
+def published(live: LiveSync) -> list[ChangeSet]:
+    """Every change set on the live's broker topic so far, in publish order."""
+
+    async def read() -> list[ChangeSet]:
+        topic = live.settings.topic
+        start = Position((await live.broker.position(topic)).epoch, 0)
+        entries = await live.broker.read(topic, start, limit=100_000)
+        return [ChangeSet.decode(e.payload) for e in entries]
+
+    return asyncio.run(read())
