@@ -214,7 +214,7 @@ class BulkCapture:
             if old_row is None:
                 doc = collection.document_from_row(row)
                 version = collection.version_of_row(row)
-                fold(buf, PendingChange(collection.name, encode_id(pk), False, doc, version))
+                fold(buf, PendingChange(collection.name, encode_id(pk), False, doc, version, pk=pk))
                 continue
             change = _update_change(collection, pk, old_row, row)
             if change.version == change.prev_version and change.before:

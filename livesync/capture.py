@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import event, inspect
+from sqlalchemy import event, inspect, update
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 from sqlalchemy.orm.state import InstanceState
 
 from .bulk import BulkCapture
@@ -85,10 +85,12 @@ class Capture:
         self,
         lookup: Callable[[Mapper[Any]], Collection | None],
         lookup_table: Callable[[Any], Collection | None],
+        by_name: Callable[[str], Collection],
         sink: CommitSink,
         bulk_limit: int,
     ) -> None:
         self._lookup = lookup
+        self._by_name = by_name
         self._sink = sink
         self._bulk = BulkCapture(lookup, lookup_table, self.buffer, bulk_limit)
         self._snapshot_mappers: set[Mapper[Any]] = set()
@@ -164,6 +166,9 @@ class Capture:
             if txn is root or (txn.nested and txn.is_active):
                 for change in buf.values():
                     fold(merged, change)
+        for pending in merged.values():
+            if pending.replaced and pending.after is not None:
+                self._renumber(session, pending)
         changes = tuple(c for c in (p.finish() for p in merged.values()) if c is not None)
         if not changes:
             return
@@ -190,6 +195,26 @@ class Capture:
             return
         if sealed is not None:
             self._sink.committed(*sealed)
+
+    def _renumber(self, session: Session, pending: PendingChange) -> None:
+        """Continue a re-inserted row's versions from the deleted row's, so none goes back.
+
+        A row deleted and inserted again under the same key in one transaction would restart
+        at version 1, below what readers hold; one UPDATE moves it past the old version.
+        """
+        collection = self._by_name(pending.collection)
+        assert pending.version is not None and pending.prev_version is not None
+        new_version = pending.version + pending.prev_version
+        identity = pending.pk
+        where = collection.key_in([identity])
+        version = collection.version_column
+        session.connection().execute(
+            update(collection.table).where(where).values({version: new_version})
+        )
+        obj = session.get(collection.model, tuple(identity))
+        if obj is not None:
+            set_committed_value(obj, collection.version_key, new_version)
+        pending.version = new_version
 
     # ------------------------------------------------------------------ unit of work
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
@@ -224,8 +249,9 @@ class Capture:
                 continue
             buf = buf if buf is not None else self.buffer(session)
             version = state.dict.get(collection.version_key)
+            pk = tuple(state.mapper.primary_key_from_instance(obj))
             change = PendingChange(
-                collection.name, collection.id_of(obj), False, collection.document(obj), version
+                collection.name, encode_id(pk), False, collection.document(obj), version, pk=pk
             )
             fold(buf, change)
             _snapshot(state, collection.json_keys)

@@ -155,6 +155,8 @@ class PendingChange:
     before: dict[str, Any] = field(default_factory=dict)
     replaced: bool = False
     full_only: bool = False
+    pk: tuple[Any, ...] = ()
+    """Primary key values, kept for the rare case capture must write to the row again."""
 
     def absorb(self, newer: PendingChange) -> None:
         """Fold a later change of the same document into this one."""
@@ -163,6 +165,7 @@ class PendingChange:
         elif self.after is None and self.existed_before:
             self.replaced = True  # deleted, then a row with the same key inserted
             self.after = newer.after
+            self.pk = newer.pk or self.pk
         else:
             if self.existed_before and not self.replaced:
                 for key, old in newer.before.items():
@@ -182,7 +185,11 @@ class PendingChange:
         if self.after is None:
             return Change(self.collection, self.id, "delete", self.version, self.prev_version)
         if self.replaced:
-            return Change(self.collection, self.id, "insert", self.version, None, self.after)
+            # Deleted and inserted again in one transaction: capture renumbered the row past
+            # its old version, so readers see one newer version of the same document.
+            return Change(
+                self.collection, self.id, "update", self.version, self.prev_version, self.after
+            )
         patch = None if self.full_only else field_patch(self.before, self.after)
         if patch == [] and self.version == self.prev_version:
             return None

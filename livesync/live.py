@@ -129,6 +129,7 @@ class LiveSync:
         self._capture = Capture(
             self._collection_for_mapper,
             self._by_table.get,
+            self._collections.__getitem__,
             _Publisher(self),
             self.settings.bulk_capture_limit,
         )

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 POSTGRES_URL = os.environ.get(
-    "LIVESYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    "LIVESYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/livesync_test"
 )
 REDIS_URL = os.environ.get("LIVESYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_SERVICES = os.environ.get("LIVESYNC_REQUIRE_SERVICES") == "1"
@@ -33,9 +33,34 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
+_created: set[str] = set()
+
+
+def _ensure_database(url: str) -> None:
+    """Create the test database on first use, so tests never share tables with other work."""
+    if url in _created or not url.startswith("postgresql"):
+        return
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.exec_driver_sql(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)
+            ).first()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    finally:
+        admin.dispose()
+    _created.add(url)
+
+
 def require_service(name: str, url: str, default_port: int) -> None:
     """Skip the test when the service is down, or fail it when CI requires services."""
     if _reachable(url, default_port):
+        _ensure_database(url)
         return
     reason = f"{name} is not reachable at {url}"
     if REQUIRE_SERVICES:

@@ -533,3 +533,25 @@ def test_changesets_roundtrip_through_their_encoding() -> None:
 
 def test_base64_is_the_bytes_representation() -> None:
     assert base64.b64decode("AAE=") == b"\x00\x01"
+
+
+def test_delete_and_reinsert_in_one_transaction_keeps_versions_growing(live: LiveSync) -> None:
+    seed(live, Item(id=1, title="old", qty=1))
+    with live.sessionmaker() as s:
+        old = s.get(Item, 1)
+        assert old is not None
+        old.qty = 2
+        s.flush()  # version 2
+        s.delete(old)
+        s.flush()
+        s.add(Item(id=1, title="new"))
+        s.commit()
+        reloaded = s.get(Item, 1)
+        assert reloaded is not None
+        reloaded.title = "newer"
+        s.commit()  # the identity map knew the renumbered version: no StaleDataError
+    first, second = (s.changes[0] for s in published(live))
+    assert (first.op, first.prev_version, first.patch) == ("update", 1, None)
+    assert first.version is not None and first.version > 1  # past what readers saw
+    assert first.doc is not None and first.doc["title"] == "new"
+    assert (second.prev_version, second.version) == (first.version, first.version + 1)
