@@ -9,10 +9,11 @@ Python value       JSON
 =================  ==========================================================
 str, int, float,   as is
 bool, None
-datetime, date,    ISO 8601 text (``datetime.isoformat()``)
-time
+datetime           ISO 8601 text; ``DateTime(timezone=True)`` in UTC with
+                   ``+00:00``, naive ``DateTime`` as stored (aware input -> UTC)
+date, time         ISO 8601 text
 timedelta          seconds as a number
-Decimal            text, so ``"1.10"`` keeps its scale
+Decimal            text at the column's scale (``Numeric(10, 2)``: ``"19.30"``)
 UUID               text
 Enum               its ``value``
 bytes              base64 text
@@ -49,6 +50,46 @@ def _identity(value: Any) -> Any:
 
 def _isoformat(value: Any) -> Any:
     return None if value is None else value.isoformat()
+
+
+def _utc_aware(value: Any) -> Any:
+    """Aware instants in UTC; naive ones are taken to be UTC already (SQLite drops zones)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC).isoformat()
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _utc_naive(value: Any) -> Any:
+    """Naive wall time; an aware value is converted to UTC first, as PostgreSQL stores it."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat()
+
+
+def _decimal_text(scale: int | None) -> Converter:
+    """Decimal text that reads the same before and after a database round trip.
+
+    With a known scale the value is quantized to it (``Numeric(10, 2)``: ``19.3`` ->
+    ``"19.30"``, as the database returns it); without one, trailing zeros are dropped.
+    """
+    exponent = None if scale is None else decimal.Decimal(1).scaleb(-scale)
+
+    def convert(value: Any) -> Any:
+        if value is None:
+            return None
+        number = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
+        if exponent is not None:
+            return str(number.quantize(exponent))
+        normalized = number.normalize()
+        return (
+            format(normalized, "f") if normalized == normalized.to_integral() else str(normalized)
+        )
+
+    return convert
 
 
 def _seconds(value: Any) -> Any:
@@ -110,6 +151,13 @@ def converter_for(column: Column[Any]) -> Converter:
             return None if value is None else [item(v) for v in value]
 
         return _array
+    if isinstance(type_, sqltypes.DateTime) or isinstance(
+        getattr(type_, "impl_instance", None), sqltypes.DateTime
+    ):
+        dt_type: Any = type_ if isinstance(type_, sqltypes.DateTime) else type_.impl_instance  # type: ignore[attr-defined]
+        return _utc_aware if dt_type.timezone else _utc_naive
+    if isinstance(type_, sqltypes.Numeric) and not isinstance(type_, sqltypes.Float):
+        return _decimal_text(type_.scale)
     try:
         python_type = type_.python_type
     except NotImplementedError:
