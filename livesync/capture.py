@@ -207,9 +207,8 @@ class Capture:
         new_version = pending.version + pending.prev_version
         identity = pending.pk
         where = collection.key_in([identity])
-        version = collection.version_column
         session.connection().execute(
-            update(collection.table).where(where).values({version: new_version})
+            update(collection.table).where(where).values(collection.version_only(new_version))
         )
         obj = session.get(collection.model, tuple(identity))
         if obj is not None:

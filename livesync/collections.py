@@ -158,3 +158,14 @@ class Collection:
         if len(self.pk_columns) == 1:
             return self.pk_columns[0].in_([k[0] for k in keys])
         return tuple_(*self.pk_columns).in_(keys)
+
+    def version_only(self, new_version: Any) -> dict[Any, Any]:
+        """UPDATE values that set the version and nothing else.
+
+        Core applies ``onupdate`` defaults to every column a statement does not set, so a
+        plain ``SET version = ...`` would also touch ``updated_at``-style columns; setting
+        those to themselves keeps the row's data unchanged.
+        """
+        values: dict[Any, Any] = {c: c for c in self.table.columns if c.onupdate is not None}
+        values[self.version_column] = new_version
+        return values

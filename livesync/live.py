@@ -41,16 +41,35 @@ def async_database_url(url: str) -> str:
 
 
 def _tune_sqlite(engine: Engine) -> None:
-    """WAL lets readers (gateways, relays) run beside the writer; wait for locks, don't fail."""
-    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+    """Make SQLite transactions real and serialised, and let readers run beside the writer.
+
+    The stdlib driver does not emit BEGIN before a SAVEPOINT, so RELEASE SAVEPOINT commits
+    for good and an outer rollback cannot undo it. SQLAlchemy's documented fix: take the
+    driver out of transaction management and emit BEGIN ourselves (IMMEDIATE, unless the
+    connection has the ``livesync_readonly`` execution option). WAL mode lets gateways
+    and relays read while a writer writes; the busy timeout waits for locks instead of
+    failing with "database is locked".
+    """
+    if engine.dialect.name != "sqlite":
         return
+    file_backed = engine.url.database not in (None, "", ":memory:")
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if file_backed:
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads, then
+        # writes after another connection committed fails at once with "database is
+        # locked" (SQLITE_BUSY_SNAPSHOT) instead of waiting. Read-only work opts out.
+        readonly = connection.get_execution_options().get("livesync_readonly", False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 class _Publisher:
@@ -260,7 +279,7 @@ class LiveSync:
         found: set[str] = set()
         for start in range(0, len(keys), 1000):
             where = target.key_in(keys[start : start + 1000])
-            conn.execute(update(target.table).where(where).values({version: version + 1}))
+            conn.execute(update(target.table).where(where).values(target.version_only(version + 1)))
             for row in conn.execute(select(*target.columns).where(where)):
                 doc_id = encode_id(target.pk_of_row(row))
                 found.add(doc_id)
