@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from .live import LiveSync
 
 
-def _live(args: argparse.Namespace, **options: object) -> LiveSync:
-    return LiveSync(args.database_url, args.broker_url, **options)
+def _live(args: argparse.Namespace) -> LiveSync:
+    return LiveSync(args.database_url, args.broker_url)
 
 
 def _db(args: argparse.Namespace) -> int:
