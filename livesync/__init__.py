@@ -5,8 +5,6 @@ transaction as one change set of JSON documents and RFC 6902 patches, stores it 
 transactional outbox, and publishes it through a broker (in-memory or Redis Streams).
 """
 
-from __future__ import annotations
-
 from .brokers import Broker, Entry, HistoryLost, Position, connect_broker
 from .changes import Change, ChangeSet
 from .collections import Collection, CollectionError, Versioned

@@ -151,17 +151,16 @@ def converter_for(column: Column[Any]) -> Converter:
             return None if value is None else [item(v) for v in value]
 
         return _array
-    if isinstance(type_, sqltypes.DateTime) or isinstance(
-        getattr(type_, "impl_instance", None), sqltypes.DateTime
-    ):
-        dt_type: Any = type_ if isinstance(type_, sqltypes.DateTime) else type_.impl_instance  # type: ignore[attr-defined]
-        return _utc_aware if dt_type.timezone else _utc_naive
-    if isinstance(type_, sqltypes.Numeric) and not isinstance(type_, sqltypes.Float):
-        return _decimal_text(type_.scale)
     try:
         python_type = type_.python_type
     except NotImplementedError:
         python_type = None
+    base = getattr(type_, "impl_instance", type_)  # a TypeDecorator's underlying type
+    if python_type is dt.datetime:
+        timezone = isinstance(base, sqltypes.DateTime) and base.timezone
+        return _utc_aware if timezone else _utc_naive
+    if python_type is decimal.Decimal:
+        return _decimal_text(base.scale if isinstance(base, sqltypes.Numeric) else None)
     if python_type is not None:
         for known, converter in _BY_PYTHON_TYPE:
             if issubclass(python_type, known):
