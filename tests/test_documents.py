@@ -144,7 +144,7 @@ class Named(Versioned, OtherBase):
 
 
 def test_unversioned_models_are_refused_with_the_fix() -> None:
-    with pytest.raises(CollectionError, match="livesync.Versioned"):
+    with pytest.raises(CollectionError, match=r"livesync\.Versioned"):
         Collection(Unversioned)
 
 
