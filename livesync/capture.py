@@ -60,6 +60,7 @@ class _SessionState:
     buffers: dict[SessionTransaction, Buffer] = field(default_factory=dict)
     committed: set[SessionTransaction] = field(default_factory=set)
     sealed: dict[SessionTransaction, tuple[ChangeSet, Any]] = field(default_factory=dict)
+    pinned: dict[InstanceState[Any], Any] = field(default_factory=dict)
 
 
 def _state(session: Session) -> _SessionState:
@@ -114,10 +115,12 @@ class Capture:
         keys = collection.json_keys
 
         def on_load(target: Any, context: Any) -> None:
-            _snapshot(inspect(target), keys)
+            state = inspect(target)
+            _snapshot(state, keys, state.session)
 
         def on_refresh(target: Any, context: Any, attrs: Any) -> None:
-            _snapshot(inspect(target), keys)
+            state = inspect(target)
+            _snapshot(state, keys, state.session)
 
         event.listen(collection.mapper, "load", on_load)
         event.listen(collection.mapper, "refresh", on_refresh)
@@ -141,8 +144,16 @@ class Capture:
         return state.buffers.setdefault(txn, {})
 
     def _on_transaction_create(self, session: Session, txn: SessionTransaction) -> None:
-        if _is_tracked(txn):
-            _state(session).buffers[txn] = {}
+        if not _is_tracked(txn):
+            return
+        state = _state(session)
+        state.buffers[txn] = {}
+        if txn.parent is None and self._snapshot_mappers:
+            # Objects kept from an earlier transaction (expire_on_commit=False) may be
+            # mutated in place in this one: pin them too (see _snapshot).
+            for instance_state in session.identity_map.all_states():
+                if instance_state.info.get(_SNAPSHOT_KEY):
+                    state.pinned[instance_state] = instance_state.obj()
 
     def _on_after_commit(self, session: Session) -> None:
         txn = session.get_nested_transaction() or session.get_transaction()
@@ -181,6 +192,8 @@ class Capture:
         state = _state(session)
         buf = state.buffers.pop(txn, {})
         sealed = state.sealed.pop(txn, None)
+        if txn.parent is None:
+            state.pinned.clear()
         if txn not in state.committed:
             return  # rolled back: its changes never happened
         state.committed.discard(txn)
@@ -253,7 +266,7 @@ class Capture:
                 collection.name, encode_id(pk), False, collection.document(obj), version, pk=pk
             )
             fold(buf, change)
-            _snapshot(state, collection.json_keys)
+            _snapshot(state, collection.json_keys, session)
         # flush_context.states also holds orphans the flush itself decided to delete,
         # which session.deleted does not list.
         for state, (is_delete, list_only) in flush_context.states.items():
@@ -282,7 +295,7 @@ class Capture:
             if change_or_none is not None:
                 buf = buf if buf is not None else self.buffer(session)
                 fold(buf, change_or_none)
-                _snapshot(state, collection.json_keys)
+                _snapshot(state, collection.json_keys, session)
 
 
 def _updated(collection: Collection, state: InstanceState[Any], obj: Any) -> PendingChange | None:
@@ -322,8 +335,17 @@ def _updated(collection: Collection, state: InstanceState[Any], obj: Any) -> Pen
     )
 
 
-def _snapshot(state: InstanceState[Any], keys: tuple[str, ...]) -> None:
+def _snapshot(state: InstanceState[Any], keys: tuple[str, ...], session: Session | None) -> None:
+    """Remember the JSON values as loaded, and keep the object alive until the transaction ends.
+
+    The identity map holds unmodified objects weakly, and an in-place mutation does not mark
+    an object modified: without the pin, ``session.get(M, 1).data["k"] = v`` followed by
+    ``commit()`` could lose the object (and the change) to garbage collection first.
+    """
     if not keys:
         return
     loaded = state.dict
     state.info[_SNAPSHOT_KEY] = {k: _dump_json(loaded[k]) for k in keys if k in loaded}
+    owner = None if session is None else session.info.get(_INFO_KEY)
+    if owner is not None:  # only sessions livesync instruments, which unpin at the end
+        owner.pinned[state] = state.obj()

@@ -272,6 +272,25 @@ def test_json_in_place_nested_mutation_is_captured(live: LiveSync) -> None:
     assert change.version == 2
 
 
+def test_in_place_mutation_of_an_unreferenced_object_is_not_lost(live: LiveSync) -> None:
+    """The identity map holds clean objects weakly; livesync pins them until commit."""
+    import gc
+
+    seed(live, Item(id=1, title="a", data={}))
+
+    def tag(session: Session) -> None:
+        item = session.get(Item, 1)
+        assert item is not None
+        item.data["tag"] = "x"
+
+    with live.sessionmaker() as s:
+        tag(s)  # nothing refers to the Item once this returns
+        gc.collect()
+        s.commit()
+        assert s.scalar(select(Item.data).where(Item.id == 1)) == {"tag": "x"}
+    assert data_ops(only_change(live)) == [{"op": "add", "path": "/data/tag", "value": "x"}]
+
+
 def test_mutable_dict_nested_mutation_is_captured(live: LiveSync) -> None:
     with live.sessionmaker() as s:
         s.add(Tracked(id=1, data={"x": {"y": 1}}))

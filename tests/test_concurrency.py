@@ -127,7 +127,7 @@ def run_writer(
                     with live.sessionmaker() as session:
                         changed = OPERATIONS[name](session, rng, f"w{index}-{n}")
                         session.commit()
-                        del changed
+                        del changed  # held until after COMMIT (see json_field)
                     break
                 except StaleDataError:
                     stats["stale"] += 1
