@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Select
 
 from .changes import PendingChange, fold
@@ -136,6 +137,7 @@ class BulkCapture:
         result = state.invoke_statement(params=filled)
         after = self._read_keys(state, collection, known)
         self._record_updates(state.session, collection, before, after)
+        _synchronize(state.session, collection, before, after)
         return result
 
     def _delete(self, state: ORMExecuteState, collection: Collection) -> Any:
@@ -149,8 +151,9 @@ class BulkCapture:
         buf = self._buffer(state.session)
         for row in before:
             old = collection.version_of_row(row)
-            key = encode_id(collection.pk_of_row(row))
-            fold(buf, PendingChange(collection.name, key, True, None, old + 1, old))
+            pk = collection.pk_of_row(row)
+            key = encode_id(pk)
+            fold(buf, PendingChange(collection.name, key, True, None, old + 1, old, pk=pk))
         return result
 
     def _insert(self, state: ORMExecuteState, collection: Collection) -> Any:
@@ -240,6 +243,7 @@ def _update_change(
         collection.version_of_row(new_row),
         collection.version_of_row(old_row),
         changed,
+        pk=pk,
     )
 
 
@@ -251,3 +255,27 @@ def _check_rowcount(result: Any, expected: int, collection: Collection) -> None:
             "were locked before it ran: a concurrent transaction changed which rows match. "
             "Roll back and retry"
         )
+
+
+def _synchronize(
+    session: Session, collection: Collection, before: list[Row[Any]], after: list[Row[Any]]
+) -> None:
+    """Refresh loaded objects after an UPDATE by primary key, which SQLAlchemy leaves stale.
+
+    Without this the next unit-of-work UPDATE of such an object would check the old version
+    and fail with ``StaleDataError``. Only columns the statement changed are set, so other
+    pending in-memory state is kept.
+    """
+    old_rows = {collection.pk_of_row(r): r._mapping for r in before}
+    mapper = collection.mapper
+    for row in after:
+        pk = collection.pk_of_row(row)
+        obj = session.identity_map.get(mapper.identity_key_from_primary_key(list(pk)))
+        old = old_rows.get(pk)
+        if obj is None or old is None:
+            continue
+        new = row._mapping
+        for column in collection.table.columns:
+            if column in new and new[column] != old[column]:
+                key = mapper.get_property_by_column(column).key
+                set_committed_value(obj, key, new[column])

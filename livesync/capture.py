@@ -119,8 +119,11 @@ class Capture:
             _snapshot(state, keys, state.session)
 
         def on_refresh(target: Any, context: Any, attrs: Any) -> None:
+            # A partial refresh (one expired column) must not re-take the snapshot of a JSON
+            # value that was mutated in place meanwhile: only refreshed keys are renewed.
             state = inspect(target)
-            _snapshot(state, keys, state.session)
+            refreshed = keys if attrs is None else tuple(k for k in keys if k in attrs)
+            _snapshot(state, refreshed, state.session)
 
         event.listen(collection.mapper, "load", on_load)
         event.listen(collection.mapper, "refresh", on_refresh)
@@ -195,6 +198,8 @@ class Capture:
         if txn.parent is None:
             state.pinned.clear()
         if txn not in state.committed:
+            if txn.nested:
+                self._expire_bulk_targets(session, buf)
             return  # rolled back: its changes never happened
         state.committed.discard(txn)
         if txn.nested:
@@ -227,6 +232,22 @@ class Capture:
         if obj is not None:
             set_committed_value(obj, collection.version_key, new_version)
         pending.version = new_version
+
+    def _expire_bulk_targets(self, session: Session, buf: Buffer) -> None:
+        """Expire objects a rolled-back SAVEPOINT's bulk statements synchronised in memory.
+
+        SQLAlchemy restores objects the unit of work changed inside a savepoint, but not the
+        values bulk statements wrote into loaded objects (including the bumped version),
+        which would then fail the next flush with StaleDataError.
+        """
+        for pending in buf.values():
+            if not pending.pk:
+                continue
+            mapper = self._by_name(pending.collection).mapper
+            key = mapper.identity_key_from_primary_key(list(pending.pk))
+            obj = session.identity_map.get(key)
+            if obj is not None:
+                session.expire(obj)
 
     # ------------------------------------------------------------------ unit of work
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
@@ -302,27 +323,28 @@ def _updated(collection: Collection, state: InstanceState[Any], obj: Any) -> Pen
     """The change a flush wrote for a dirty instance, or None if the ORM emitted no UPDATE.
 
     The ORM emits an UPDATE exactly when some column attribute has net changes, and the
-    version column then grows by one; history cannot show the version itself.
+    version column then grows by one; history cannot show the version itself. Only
+    attributes listed in ``committed_state`` (still intact in ``after_flush``) can have
+    changed, so history is computed for those alone.
     """
     attrs = state.attrs
-    if not any(attrs[p.key].history.has_changes() for p in collection.mapper.column_attrs):
+    candidates = [k for k in state.committed_state if k in collection.column_keys]
+    changed = [k for k in candidates if attrs[k].history.has_changes()]
+    if not changed:
         return None
     snapshot = state.info.get(_SNAPSHOT_KEY) or {}
-    before: dict[str, Any] = {}
-    for f in collection.fields:
-        column = f.column
-        if column.onupdate is not None or column.server_onupdate is not None or column.computed:
-            before[f.key] = UNKNOWN  # set by the database: history never shows it
-            continue
-        history = attrs[f.key].history
-        if not history.has_changes():
-            continue
-        if history.deleted:
-            before[f.key] = f.convert(history.deleted[0])
-        elif f.key in snapshot:
-            before[f.key] = orjson.loads(snapshot[f.key])
+    before: dict[str, Any] = dict.fromkeys(collection.database_set_keys, UNKNOWN)
+    for key in changed:
+        field = collection.field_by_key.get(key)
+        if field is None or key in before:
+            continue  # excluded field, or one the database sets
+        history = attrs[key].history
+        if key in snapshot:  # before history: its "old" JSON object may be mutated in place
+            before[key] = orjson.loads(snapshot[key])
+        elif history.deleted:
+            before[key] = field.convert(history.deleted[0])
         else:
-            before[f.key] = UNKNOWN  # expired before it was set: the old value was never loaded
+            before[key] = UNKNOWN  # set while expired: the old value was never loaded
     version = state.dict.get(collection.version_key)
     return PendingChange(
         collection.name,
@@ -345,7 +367,8 @@ def _snapshot(state: InstanceState[Any], keys: tuple[str, ...], session: Session
     if not keys:
         return
     loaded = state.dict
-    state.info[_SNAPSHOT_KEY] = {k: _dump_json(loaded[k]) for k in keys if k in loaded}
+    snapshot = state.info.setdefault(_SNAPSHOT_KEY, {})
+    snapshot.update((k, _dump_json(loaded[k])) for k in keys if k in loaded)
     owner = None if session is None else session.info.get(_INFO_KEY)
     if owner is not None:  # only sessions livesync instruments, which unpin at the end
         owner.pinned[state] = state.obj()

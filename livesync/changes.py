@@ -13,8 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import jsonpatch
 import orjson
+
+from .patches import diff, escape_pointer
 
 Op = Literal["insert", "update", "delete", "reset"]
 FORMAT = 1
@@ -109,11 +110,6 @@ class ChangeSet:
             raise ValueError(f"malformed change set: {exc}") from exc
 
 
-def escape_pointer(key: str) -> str:
-    """One JSON Pointer reference token (RFC 6901): ``~`` -> ``~0``, ``/`` -> ``~1``."""
-    return key.replace("~", "~0").replace("/", "~1")
-
-
 def field_patch(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     """RFC 6902 ops turning ``before`` into ``after`` for the top-level fields in ``before``.
 
@@ -121,18 +117,14 @@ def field_patch(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str,
     Known old values get a minimal nested diff (so a change deep inside a JSON column is a
     one-op patch); unknown ones get a whole-field ``replace``.
     """
-    known_old: dict[str, Any] = {}
-    known_new: dict[str, Any] = {}
     ops: list[dict[str, Any]] = []
     for key, old in before.items():
         new = after.get(key)
+        path = "/" + escape_pointer(key)
         if old is UNKNOWN:
-            ops.append({"op": "replace", "path": "/" + escape_pointer(key), "value": new})
-        elif old != new or type(old) is not type(new):
-            known_old[key] = old
-            known_new[key] = new
-    if known_old:
-        ops[:0] = jsonpatch.make_patch(known_old, known_new).patch
+            ops.append({"op": "replace", "path": path, "value": new})
+        else:
+            ops.extend(diff(old, new, path))
     return ops
 
 
@@ -167,6 +159,9 @@ class PendingChange:
             self.after = newer.after
             self.pk = newer.pk or self.pk
         else:
+            if newer.replaced and self.existed_before:
+                self.replaced = True  # a released savepoint deleted and re-inserted it
+                self.pk = newer.pk or self.pk
             if self.existed_before and not self.replaced:
                 for key, old in newer.before.items():
                     self.before.setdefault(key, old)

@@ -110,6 +110,18 @@ class Collection:
                 continue  # column_property() expressions and other tables' columns
             fields.append(Field(prop.key, column, converter_for(column)))
         self.fields: tuple[Field, ...] = tuple(fields)
+        self.field_by_key = {f.key: f for f in fields}
+        #: Every mapped column attribute, excluded ones too: a change to any makes an UPDATE.
+        self.column_keys = frozenset(prop.key for prop in mapper.column_attrs)
+        #: Fields whose new value the database or ORM computes on UPDATE; history never
+        #: shows their old value, so patches replace them whole.
+        self.database_set_keys = tuple(
+            f.key
+            for f in fields
+            if f.column.onupdate is not None
+            or f.column.server_onupdate is not None
+            or f.column.computed is not None
+        )
         self.json_keys = tuple(f.key for f in fields if is_json_type(f.column.type))
         #: Every column capture must read from a row: fields, version and key.
         wanted: list[Column[Any]] = [*self.pk_columns, self.version_column]

@@ -32,7 +32,7 @@ def test_public_api_is_curated() -> None:
     exported = {name for name in dir(livesync) if not name.startswith("_")}
     modules = {
         "brokers", "bulk", "capture", "changes", "collections", "config", "documents",
-        "errors", "live", "migrate", "outbox", "replica", "migrations", "cli", "demo",
+        "errors", "live", "migrate", "outbox", "replica", "migrations", "cli", "demo", "patches",
     }  # fmt: skip
     assert exported - modules == set(livesync.__all__)
     for name in livesync.__all__:
