@@ -270,7 +270,7 @@ def _synchronize(
     mapper = collection.mapper
     for row in after:
         pk = collection.pk_of_row(row)
-        obj = session.identity_map.get(mapper.identity_key_from_primary_key(list(pk)))
+        obj = session.identity_map.get(mapper.identity_key_from_primary_key(tuple(pk)))
         old = old_rows.get(pk)
         if obj is None or old is None:
             continue

@@ -244,7 +244,7 @@ class Capture:
             if not pending.pk:
                 continue
             mapper = self._by_name(pending.collection).mapper
-            key = mapper.identity_key_from_primary_key(list(pending.pk))
+            key = mapper.identity_key_from_primary_key(pending.pk)
             obj = session.identity_map.get(key)
             if obj is not None:
                 session.expire(obj)
