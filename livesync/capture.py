@@ -61,6 +61,7 @@ class _SessionState:
     committed: set[SessionTransaction] = field(default_factory=set)
     sealed: dict[SessionTransaction, tuple[ChangeSet, Any]] = field(default_factory=dict)
     pinned: dict[InstanceState[Any], Any] = field(default_factory=dict)
+    json_scanned: bool = False
 
 
 def _state(session: Session) -> _SessionState:
@@ -165,16 +166,20 @@ class Capture:
 
     def _on_before_commit(self, session: Session) -> None:
         # A session whose only change is an in-place JSON mutation looks clean, and a clean
-        # session's flush never fires before_flush: look for such mutations here too.
-        if self._flag_json_mutations(session):
+        # session's flush never fires before_flush: look for such mutations here, then flush
+        # (before_commit runs before the ORM's own final flush) without scanning twice.
+        state = _state(session)
+        self._flag_json_mutations(session)
+        state.json_scanned = True
+        try:
             session.flush()
+        finally:
+            state.json_scanned = False
         if session.get_nested_transaction() is not None:
             return  # RELEASE SAVEPOINT, not the real COMMIT
         root = session.get_transaction()
         if root is None:
             return
-        session.flush()  # before_commit runs before the ORM's own final flush
-        state = _state(session)
         merged: Buffer = {}
         for txn, buf in state.buffers.items():
             if txn is root or (txn.nested and txn.is_active):
@@ -251,7 +256,8 @@ class Capture:
 
     # ------------------------------------------------------------------ unit of work
     def _on_before_flush(self, session: Session, flush_context: Any, instances: Any) -> None:
-        self._flag_json_mutations(session)
+        if not _state(session).json_scanned:
+            self._flag_json_mutations(session)
 
     def _flag_json_mutations(self, session: Session) -> bool:
         """Flag JSON values mutated in place since their snapshot; True if any were found."""
@@ -263,11 +269,12 @@ class Capture:
             if not snapshot:
                 continue
             loaded = state.dict
+            modified = state.committed_state
             for key, before in snapshot.items():
                 if (
                     key in loaded
+                    and key not in modified  # already headed for the UPDATE
                     and _dump_json(loaded[key]) != before
-                    and not state.attrs[key].history.has_changes()
                 ):
                     flag_modified(state.obj(), key)
                     found = True

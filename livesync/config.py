@@ -6,7 +6,7 @@ to one table. Limits are deliberately finite: "bounded everything" is a design g
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +43,11 @@ class Settings(BaseSettings):
 
     relay_batch: int = Field(500, ge=1)
     """Outbox rows the relay claims, publishes and deletes per transaction."""
+
+    publish_mode: Literal["auto", "inline", "background"] = "auto"
+    """After COMMIT: publish in the committing thread (``inline``) or hand the change set to
+    a publisher thread that pipelines batches (``background``). ``auto`` is inline for
+    ``memory://`` and background otherwise."""
 
     bulk_capture_limit: int = Field(100_000, ge=1)
     """Most rows one ORM bulk UPDATE/DELETE may touch; larger ones raise CaptureError."""

@@ -11,15 +11,16 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session, sessionmaker
-from sqlalchemy.util.concurrency import await_only, in_greenlet
 
 from .brokers import Broker, connect_broker
+from .brokers.memory import MemoryBroker
 from .capture import Capture
 from .changes import Change, ChangeSet
 from .collections import Collection, CollectionError
 from .config import Settings, load_settings
 from .documents import encode_id
 from .outbox import Outbox, OutboxJanitor, Relay
+from .publish import Publisher
 
 log = logging.getLogger("livesync")
 
@@ -72,38 +73,6 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-class _Publisher:
-    """The capture sink: outbox row inside the transaction, broker publish after COMMIT."""
-
-    def __init__(self, live: LiveSync) -> None:
-        self._live = live
-
-    def prepare(self, session: Session, changeset: ChangeSet) -> tuple[bytes, int | None]:
-        payload = changeset.encode()
-        outbox = self._live._outbox
-        row_id = None if outbox is None else outbox.write(session.connection(), changeset, payload)
-        return payload, row_id
-
-    def committed(self, changeset: ChangeSet, token: tuple[bytes, int | None]) -> None:
-        payload, row_id = token
-        broker, topic = self._live.broker, self._live.settings.topic
-        try:
-            if in_greenlet():  # inside AsyncSession: don't block the event loop
-                await_only(broker.publish_async(topic, payload))
-            else:
-                broker.publish(topic, payload)
-        except Exception:
-            if row_id is None:
-                log.exception(
-                    "publish of change set %s failed and no outbox holds it", changeset.id
-                )
-            else:
-                log.warning("publish of change set %s failed; the relay will retry", changeset.id)
-            return
-        if row_id is not None:
-            self._live._janitor.published(row_id)
-
-
 class LiveSync:
     """Live, replicated collections over one database and one broker.
 
@@ -145,11 +114,19 @@ class LiveSync:
             Outbox().table,
             interval=self.settings.outbox_cleanup_interval,
         )
+        mode = self.settings.publish_mode
+        self._publisher = Publisher(
+            self.broker,
+            lambda: self.settings.topic,
+            self._outbox,
+            self._janitor,
+            background=mode == "background" or (mode == "auto" and not _in_process(self.broker)),
+        )
         self._capture = Capture(
             self._collection_for_mapper,
             self._by_table.get,
             self._collections.__getitem__,
-            _Publisher(self),
+            self._publisher,
             self.settings.bulk_capture_limit,
         )
         #: The instrumented Session class; subclass it or pass it as ``sync_session_class``.
@@ -265,8 +242,8 @@ class LiveSync:
                     session, target, [k if isinstance(k, tuple) else (k,) for k in ids]
                 )
             changeset = ChangeSet(tuple(changes))
-            token = _Publisher(self).prepare(session, changeset)
-        _Publisher(self).committed(changeset, token)
+            token = self._publisher.prepare(session, changeset)
+        self._publisher.committed(changeset, token)
         return changeset
 
     def _bump(
@@ -314,6 +291,7 @@ class LiveSync:
 
     def close(self) -> None:
         """Flush the outbox janitor and release the broker's and engines' connections."""
+        self._publisher.close()
         self._janitor.close()
         self.broker.close()
         self.engine.dispose()
@@ -324,3 +302,7 @@ class LiveSync:
             await self.async_engine.dispose()
         await self.broker.aclose()
         self.close()
+
+
+def _in_process(broker: Broker) -> bool:
+    return isinstance(broker, MemoryBroker)

@@ -111,6 +111,15 @@ async def test_read_returns_exactly_the_later_entries_in_order(
     assert [e.offset for e in await broker.read(unique_topic, start)] == [1, 2, 3, 4, 5]
 
 
+async def test_publish_many_keeps_order_and_offsets(broker: Broker, unique_topic: str) -> None:
+    broker.publish(unique_topic, b"first")
+    positions = broker.publish_many(unique_topic, [b"a", b"b", b"c"])
+    assert [p.offset for p in positions] == [2, 3, 4]
+    start = Position(positions[0].epoch, 1)
+    assert [e.payload for e in await broker.read(unique_topic, start)] == [b"a", b"b", b"c"]
+    assert broker.publish_many(unique_topic, []) == []
+
+
 async def test_read_respects_limit(broker: Broker, unique_topic: str) -> None:
     publish_many(broker, unique_topic, 5)
     start = Position((await broker.position(unique_topic)).epoch, 1)
@@ -394,6 +403,8 @@ async def test_redis_scripts_survive_script_flush(
         assert (await redis_broker.publish_async(unique_topic, b"4")).offset == 4
         redis_client.script_flush()
         assert (await redis_broker.position(unique_topic)).offset == 4
+        redis_client.script_flush()
+        assert [p.offset for p in redis_broker.publish_many(unique_topic, [b"5", b"6"])] == [5, 6]
     finally:
         redis_client.delete(*redis_broker.keys(unique_topic))
         await redis_broker.aclose()

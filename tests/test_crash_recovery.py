@@ -102,17 +102,21 @@ def replica_docs(replica: Replica) -> Docs:
 def write_orphans(live: LiveSync, count: int) -> list[str]:
     """Commit ``count`` one-item transactions whose publish fails; their rows stay behind."""
 
-    def broker_down(topic: str, payload: bytes) -> Any:
+    def broker_down(topic: str, payload: Any) -> Any:
         raise ConnectionError("broker down")
 
+    # Inline and background publishing use publish and publish_many respectively.
     live.broker.publish = broker_down  # type: ignore[method-assign]
+    live.broker.publish_many = broker_down  # type: ignore[method-assign]
     try:
         for i in range(1, count + 1):
             with live.sessionmaker() as session:
                 session.add(Item(id=i, title=f"orphan {i}", data={"i": i}))
                 session.commit()
+        live._publisher.flush()
     finally:
-        del live.broker.publish  # back to the class's real publish
+        del live.broker.publish  # back to the class's real methods
+        del live.broker.publish_many
     ids = [changeset.id for changeset in outbox_rows(live)]
     assert len(ids) == count
     return ids

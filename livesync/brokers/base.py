@@ -67,6 +67,10 @@ class Broker(abc.ABC):
     def publish(self, topic: str, payload: bytes) -> Position:
         """Append ``payload`` to ``topic`` and return its position. Blocks until stored."""
 
+    def publish_many(self, topic: str, payloads: list[bytes]) -> list[Position]:
+        """Publish several payloads in order; backends override it to save round trips."""
+        return [self.publish(topic, payload) for payload in payloads]
+
     @abc.abstractmethod
     async def publish_async(self, topic: str, payload: bytes) -> Position:
         """Like :meth:`publish`, for callers inside an event loop."""

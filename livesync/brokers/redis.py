@@ -146,6 +146,15 @@ class RedisBroker(Broker):
         script = self._sync_client().publish
         return _position(script(keys=self.keys(topic), args=self._publish_args(payload)))
 
+    def publish_many(self, topic: str, payloads: list[bytes]) -> list[Position]:
+        """One pipelined round trip for the whole batch; offsets follow the list order."""
+        client = self._sync_client()
+        keys = self.keys(topic)
+        with client.redis.pipeline(transaction=False) as pipe:
+            for payload in payloads:
+                client.publish(keys=keys, args=self._publish_args(payload), client=pipe)
+            return [_position(reply) for reply in pipe.execute()]
+
     async def publish_async(self, topic: str, payload: bytes) -> Position:
         script = self._async_client().publish
         return _position(await script(keys=self.keys(topic), args=self._publish_args(payload)))
