@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Row, inspect, tuple_
+from sqlalchemy import ColumnElement, Integer, Row, inspect, select, tuple_
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Mapper, declared_attr, mapped_column
 from sqlalchemy.sql.schema import Column, Table
 
@@ -181,3 +182,16 @@ class Collection:
         values: dict[Any, Any] = {c: c for c in self.table.columns if c.onupdate is not None}
         values[self.version_column] = new_version
         return values
+
+    def read(
+        self, connection: Connection, where: ColumnElement[bool] | None = None
+    ) -> list[tuple[str, int, dict[str, Any]]]:
+        """``(id, version, document)`` of every row (matching ``where``), built as capture
+        builds them: what a fully caught-up reader must hold."""
+        query = select(*self.columns)
+        if where is not None:
+            query = query.where(where)
+        return [
+            (encode_id(self.pk_of_row(row)), self.version_of_row(row), self.document_from_row(row))
+            for row in connection.execute(query)
+        ]

@@ -24,7 +24,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from .brokers import Position
 from .changes import ChangeSet
 from .collections import Collection, Versioned
-from .documents import encode_id
 from .live import LiveSync
 from .replica import Cached, Replica
 
@@ -194,9 +193,4 @@ def run_demo(
 def _table(live: LiveSync, collection: Collection) -> dict[str, Cached]:
     """The collection as the database holds it now: id -> (version, document)."""
     with live.engine.connect() as conn:
-        return {
-            encode_id(collection.pk_of_row(row)): Cached(
-                collection.version_of_row(row), collection.document_from_row(row)
-            )
-            for row in conn.execute(select(*collection.columns))
-        }
+        return {doc_id: Cached(version, doc) for doc_id, version, doc in collection.read(conn)}

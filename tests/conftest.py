@@ -91,7 +91,8 @@ import asyncio  # noqa: E402
 
 from sqlalchemy import text  # noqa: E402
 
-from livesync import ChangeSet, LiveSync, Position  # noqa: E402
+from livesync import ChangeSet, Collection, LiveSync, Position  # noqa: E402
+from livesync.replica import Replica  # noqa: E402
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -140,3 +141,22 @@ def published(live: LiveSync) -> list[ChangeSet]:
         return [ChangeSet.decode(e.payload) for e in entries]
 
     return asyncio.run(read())
+
+
+Docs = dict[tuple[str, str], tuple[int | None, dict[str, Any]]]
+
+
+def database_docs(live: LiveSync, *collections: Collection) -> Docs:
+    """(collection, id) -> (version, document) as the database holds them now."""
+    chosen = collections or tuple(live.collections.values())
+    with live.engine.connect() as conn:
+        return {
+            (c.name, doc_id): (version, doc)
+            for c in chosen
+            for doc_id, version, doc in c.read(conn)
+        }
+
+
+def replica_docs(replica: Replica) -> Docs:
+    """The same shape for what a replica holds."""
+    return {key: (cached.version, cached.doc) for key, cached in replica.docs.items()}

@@ -21,14 +21,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from livesync import ChangeSet, Collection, LiveSync, Position, encode_id
+from livesync import ChangeSet, LiveSync, Position
 from livesync.replica import Replica
-from tests.conftest import make_live
+from tests.conftest import database_docs, make_live
 from tests.models import Item
 
 FACTOR = float(os.environ.get("LIVESYNC_TEST_TIMEOUT_FACTOR", "1"))
@@ -36,8 +36,6 @@ IDS = (1, 2, 3, 4, 5)
 WRITERS = 3
 TRANSACTIONS = 100
 DEADLOCK = "40P01"
-
-Docs = dict[tuple[str, str], tuple[int | None, dict[str, Any]]]
 
 
 # --------------------------------------------------------------------------- writer process
@@ -224,19 +222,6 @@ class Consumer(threading.Thread):
 
 
 # --------------------------------------------------------------------------- checks
-def database_docs(live: LiveSync, collection: Collection) -> Docs:
-    """The documents and versions the database holds, built the way capture builds them."""
-    with live.engine.connect() as conn:
-        rows = conn.execute(select(*collection.columns)).all()
-    return {
-        (collection.name, encode_id(collection.pk_of_row(row))): (
-            collection.version_of_row(row),
-            collection.document_from_row(row),
-        )
-        for row in rows
-    }
-
-
 def versions_by_document(changesets: list[ChangeSet]) -> dict[tuple[str, str], list[int]]:
     """Each document's published versions, in publish order."""
     found: dict[tuple[str, str], list[int]] = defaultdict(list)

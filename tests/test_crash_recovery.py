@@ -18,18 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from livesync import ChangeSet, Collection, LiveSync, Position, encode_id
+from livesync import ChangeSet, LiveSync, Position
 from livesync.replica import Replica
-from tests.conftest import make_live
+from tests.conftest import database_docs, make_live, replica_docs
 from tests.crash_writer import KILLED_MARK
 from tests.models import Item
 
 ROOT = Path(__file__).resolve().parent.parent
 FACTOR = float(os.environ.get("LIVESYNC_TEST_TIMEOUT_FACTOR", "1"))
-
-Docs = dict[tuple[str, str], tuple[int | None, dict[str, Any]]]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -75,28 +73,11 @@ def outbox_rows(live: LiveSync) -> list[ChangeSet]:
     return [ChangeSet.decode(row[0]) for row in rows]
 
 
-def database_docs(live: LiveSync, collection: Collection) -> Docs:
-    """The documents and versions the database holds, built the way capture builds them."""
-    with live.engine.connect() as conn:
-        rows = conn.execute(select(*collection.columns)).all()
-    return {
-        (collection.name, encode_id(collection.pk_of_row(row))): (
-            collection.version_of_row(row),
-            collection.document_from_row(row),
-        )
-        for row in rows
-    }
-
-
 def replica_of(changesets: list[ChangeSet]) -> Replica:
     replica = Replica()
     for changeset in changesets:
         replica.apply(changeset)
     return replica
-
-
-def replica_docs(replica: Replica) -> Docs:
-    return {key: (cached.version, cached.doc) for key, cached in replica.docs.items()}
 
 
 def write_orphans(live: LiveSync, count: int) -> list[str]:

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, text, update
 from sqlalchemy.orm import Session
 
 from livesync import LiveSync
-from livesync.replica import Cached, Replica
-from tests.conftest import make_live, published
+from livesync.replica import Replica
+from tests.conftest import database_docs, make_live, published, replica_docs
 from tests.models import Item, Member
 
 IDS = st.integers(min_value=1, max_value=6)
@@ -128,18 +128,6 @@ def run_step(session: Session, item: Op) -> None:
         nested.rollback()
 
 
-def table_state(live: LiveSync) -> dict[tuple[str, str], Cached]:
-    state: dict[tuple[str, str], Cached] = {}
-    with live.engine.connect() as conn:
-        for collection in live.collections.values():
-            for row in conn.execute(select(*collection.columns)):
-                key = (collection.name, collection.ids([collection.pk_of_row(row)])[0])
-                state[key] = Cached(
-                    collection.version_of_row(row), collection.document_from_row(row)
-                )
-    return state
-
-
 @settings(
     max_examples=int(os.environ.get("LIVESYNC_PROPERTY_EXAMPLES", "40")),
     deadline=None,
@@ -168,4 +156,4 @@ def test_replaying_change_sets_reproduces_the_table(
     for changeset in published(live):
         replica.apply(changeset)
     assert not replica.stale
-    assert replica.docs == table_state(live)
+    assert replica_docs(replica) == database_docs(live)
