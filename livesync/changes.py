@@ -178,7 +178,12 @@ class PendingChange:
                 return None
             return Change(self.collection, self.id, "insert", self.version, None, self.after)
         if self.after is None:
-            return Change(self.collection, self.id, "delete", self.version, self.prev_version)
+            # After a re-insert in this transaction the row's own version restarted; readers
+            # hold prev_version, so the delete must be newer than that.
+            version = self.version
+            if self.prev_version is not None and (version is None or version <= self.prev_version):
+                version = self.prev_version + 1
+            return Change(self.collection, self.id, "delete", version, self.prev_version)
         if self.replaced:
             # Deleted and inserted again in one transaction: capture renumbered the row past
             # its old version, so readers see one newer version of the same document.

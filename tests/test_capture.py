@@ -574,3 +574,18 @@ def test_delete_and_reinsert_in_one_transaction_keeps_versions_growing(live: Liv
     assert first.version is not None and first.version > 1  # past what readers saw
     assert first.doc is not None and first.doc["title"] == "new"
     assert (second.prev_version, second.version) == (first.version, first.version + 1)
+
+
+def test_delete_reinsert_delete_in_one_transaction_is_a_newer_delete(live: LiveSync) -> None:
+    seed(live, Item(id=1, title="a"))
+    with live.sessionmaker() as s:
+        s.delete(s.get(Item, 1))
+        s.flush()
+        again = Item(id=1, title="again")
+        s.add(again)
+        s.flush()
+        s.delete(again)
+        s.commit()
+    change = only_change(live)
+    assert (change.op, change.prev_version) == ("delete", 1)
+    assert change.version is not None and change.version > 1
