@@ -3,16 +3,45 @@
 Application code writes through SQLAlchemy as always; livesync captures each committed
 transaction as one change set of JSON documents and RFC 6902 patches, stores it in a
 transactional outbox, and publishes it through a broker (in-memory or Redis Streams).
+
+The names below load on first use (PEP 562), so that importing a leaf module such as
+``livesync.protocol`` does not drag in SQLAlchemy, Redis or asyncio.
 """
 
-from .brokers import Broker, Entry, HistoryLost, Position, connect_broker
-from .changes import Change, ChangeSet
-from .collections import Collection, CollectionError, Versioned
-from .config import Settings
-from .documents import UnsupportedColumnType, decode_id, encode_id
-from .errors import CaptureError, LiveSyncError
-from .live import LiveSync
-from .outbox import Relay
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+if _TYPE_CHECKING:
+    from .brokers import Broker, Entry, HistoryLost, Position, connect_broker
+    from .changes import Change, ChangeSet
+    from .collections import Collection, CollectionError, Versioned
+    from .config import Settings
+    from .documents import UnsupportedColumnType, decode_id, encode_id
+    from .errors import CaptureError, LiveSyncError
+    from .live import LiveSync
+    from .outbox import Relay
+
+_EXPORTS = {
+    "Broker": "brokers",
+    "CaptureError": "errors",
+    "Change": "changes",
+    "ChangeSet": "changes",
+    "Collection": "collections",
+    "CollectionError": "collections",
+    "Entry": "brokers",
+    "HistoryLost": "brokers",
+    "LiveSync": "live",
+    "LiveSyncError": "errors",
+    "Position": "brokers",
+    "Relay": "outbox",
+    "Settings": "config",
+    "UnsupportedColumnType": "documents",
+    "Versioned": "collections",
+    "connect_broker": "brokers",
+    "decode_id": "documents",
+    "encode_id": "documents",
+}
 
 __all__ = [
     "Broker",
@@ -36,3 +65,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> _Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'livesync' has no attribute {name!r}")
+    value = getattr(_import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

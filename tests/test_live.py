@@ -37,6 +37,9 @@ def test_public_api_is_curated() -> None:
         if not name.startswith("_") and not isinstance(getattr(livesync, name), ModuleType)
     }
     assert exported == set(livesync.__all__)
+    assert set(livesync.__all__) == set(livesync._EXPORTS)
+    for name in livesync.__all__:  # every lazy name resolves
+        assert getattr(livesync, name) is not None
 
 
 def test_defaults_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:

@@ -1,0 +1,389 @@
+"""The livesync wire protocol, version 1, without any I/O.
+
+This module turns client frames into events and server facts into frames. It never touches
+a socket, a task or a broker (a test checks it imports no asyncio, sanic or redis), so the
+whole protocol is testable in memory, in the spirit of h11 and python-websockets. The
+gateway feeds it what arrives, and writes what it returns.
+
+``docs/protocol.md`` is the specification; the tables below (:data:`MESSAGES`,
+:class:`CloseCode`, :class:`ErrorCode`) are its single source in code, exported for the
+JavaScript client by :func:`wire_table`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes. 4000-4499: reconnect and resume. 4500-4999: do not retry."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001  # server shutting down or restarting: reconnect and resume
+    MESSAGE_TOO_BIG = 1009  # a frame above max_frame_bytes: reconnect, drop that message
+    SERVER_RESTART = 4000
+    SLOW_CONSUMER = 4001  # outbound queue above max_queue_bytes
+    PING_TIMEOUT = 4002
+    BROKER_LOST = 4003
+    PROTOCOL_VIOLATION = 4500
+    UNSUPPORTED_VERSION = 4501
+    UNAUTHORIZED = 4503
+    FORBIDDEN_ORIGIN = 4504
+    TOKEN_EXPIRED = 4505  # get a fresh token, then connect again
+
+    @property
+    def reconnect(self) -> bool:
+        """Whether a client should reconnect (with backoff) and resume after this code."""
+        return self in (CloseCode.GOING_AWAY, CloseCode.MESSAGE_TOO_BIG) or 4000 <= self < 4500
+
+
+class ErrorCode(enum.StrEnum):
+    """Stable ``code`` values of ``error`` and ``nosub`` messages."""
+
+    MALFORMED = "malformed"  # not JSON, or not a JSON object
+    UNKNOWN_TYPE = "unknown-type"
+    INVALID_MESSAGE = "invalid-message"  # missing or wrongly typed fields
+    UNEXPECTED_MESSAGE = "unexpected-message"  # valid, but not in this state
+    UNKNOWN_PUBLICATION = "unknown-publication"
+    BAD_PARAMS = "bad-params"
+    FORBIDDEN = "forbidden"
+    DUPLICATE_SUBSCRIPTION = "duplicate-subscription"
+    TOO_MANY_SUBSCRIPTIONS = "too-many-subscriptions"
+    RATE_LIMITED = "rate-limited"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSpec:
+    """One row of the message table: who sends it and which fields it carries."""
+
+    direction: Literal["client", "server", "both"]
+    fields: tuple[str, ...]
+    summary: str
+
+
+MESSAGES: dict[str, MessageSpec] = {
+    "hello": MessageSpec("client", ("v", "token"), "first frame: versions, credentials"),
+    "welcome": MessageSpec(
+        "server", ("v", "session", "epoch", "ping_ms", "limits"), "handshake accepted"
+    ),
+    "sub": MessageSpec("client", ("id", "pub", "params", "since"), "subscribe"),
+    "snap": MessageSpec("server", ("sub", "docs", "more"), "one chunk of a snapshot"),
+    "ready": MessageSpec(
+        "server", ("sub", "key", "epoch", "pos", "resumed"), "subscription is live"
+    ),
+    "nosub": MessageSpec("server", ("sub", "code", "message"), "subscription refused or ended"),
+    "unsub": MessageSpec("client", ("id",), "unsubscribe"),
+    "unsubbed": MessageSpec("server", ("sub",), "unsubscribe done (always answered)"),
+    "tx": MessageSpec("server", ("pos", "parts"), "one committed transaction, all parts"),
+    "reset": MessageSpec("server", ("key", "reason"), "drop and re-subscribe this key"),
+    "ping": MessageSpec("both", ("id",), "liveness probe"),
+    "pong": MessageSpec("both", ("id",), "answer to ping"),
+    "error": MessageSpec("server", ("code", "message", "ref"), "a frame was refused"),
+}
+
+CLIENT_TYPES = frozenset(t for t, s in MESSAGES.items() if s.direction in ("client", "both"))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection bounds, announced in ``welcome`` so clients can respect them."""
+
+    max_frame_bytes: int = 64 * 1024
+    max_subscriptions: int = 100
+    max_queue_bytes: int = 1024 * 1024
+    snapshot_chunk: int = 500
+    rate_per_second: float = 50.0
+    rate_burst: int = 100
+
+    def announce(self) -> dict[str, Any]:
+        return {
+            "max_frame_bytes": self.max_frame_bytes,
+            "max_subscriptions": self.max_subscriptions,
+            "max_queue_bytes": self.max_queue_bytes,
+            "rate_per_second": self.rate_per_second,
+            "rate_burst": self.rate_burst,
+        }
+
+
+# --------------------------------------------------------------------------- client messages
+class _Message(BaseModel):
+    # Unknown fields are ignored, so newer clients can talk to older servers.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+
+class Since(_Message):
+    epoch: str = Field(max_length=64)
+    pos: int = Field(ge=0)
+
+
+class Hello(_Message):
+    type: Literal["hello"]
+    v: list[int] = Field(min_length=1, max_length=16)
+    token: str | None = Field(None, max_length=8192)
+
+
+class Sub(_Message):
+    type: Literal["sub"]
+    id: str = Field(min_length=1, max_length=64)
+    pub: str = Field(min_length=1, max_length=128)
+    params: dict[str, Any] = Field(default_factory=dict)
+    since: Since | None = None
+
+
+class Unsub(_Message):
+    type: Literal["unsub"]
+    id: str = Field(min_length=1, max_length=64)
+
+
+class Ping(_Message):
+    type: Literal["ping"]
+    id: str | int | None = None
+
+
+class Pong(_Message):
+    type: Literal["pong"]
+    id: str | int | None = None
+
+
+ClientMessage = Hello | Sub | Unsub | Ping | Pong
+_MODELS: dict[str, type[_Message]] = {
+    "hello": Hello,
+    "sub": Sub,
+    "unsub": Unsub,
+    "ping": Ping,
+    "pong": Pong,
+}
+
+
+# --------------------------------------------------------------------------- events
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A valid client message the gateway must act on."""
+
+    message: ClientMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Bytes the gateway must send on this connection."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The gateway must close the connection with this code (after sending pending data)."""
+
+    code: CloseCode
+    reason: str
+
+
+Event = Received | Send | Close
+
+
+class State(enum.Enum):
+    AWAITING_HELLO = "awaiting-hello"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+# The state machine as data: which client message types each state accepts, and where a
+# valid one leads. Anything else is answered by an error naming the state and what was
+# expected (before the handshake it is a protocol violation, and the connection closes).
+TRANSITIONS: dict[State, dict[str, State]] = {
+    State.AWAITING_HELLO: {"hello": State.OPEN},
+    State.OPEN: {"sub": State.OPEN, "unsub": State.OPEN, "ping": State.OPEN, "pong": State.OPEN},
+    State.CLOSED: {},
+}
+
+
+@dataclass
+class TokenBucket:
+    """Inbound rate limit: ``rate`` messages per second with bursts of ``burst``."""
+
+    rate: float
+    burst: int
+    tokens: float = -1.0
+    stamp: float = 0.0
+
+    def allow(self, now: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.stamp = float(self.burst), now
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+@dataclass
+class ServerConnection:
+    """Protocol state of one websocket connection, fed frames, returning events.
+
+    ``receive`` never raises on bad input: each problem becomes an ``error`` frame with a
+    stable code (the connection stays open), except before the handshake, where it closes
+    with :attr:`CloseCode.PROTOCOL_VIOLATION`. Subscription bookkeeping here is only what
+    the protocol itself checks (ids, counts); the gateway owns the data.
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    state: State = State.AWAITING_HELLO
+    version: int | None = None
+    subscriptions: set[str] = field(default_factory=set)
+    bucket: TokenBucket | None = None
+    queued_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bucket is None:
+            self.bucket = TokenBucket(self.limits.rate_per_second, self.limits.rate_burst)
+
+    def receive(self, frame: str | bytes, now: float) -> list[Event]:
+        """Process one inbound frame (``now`` is a monotonic clock reading, in seconds)."""
+        if self.state is State.CLOSED:
+            return []
+        size = len(frame.encode() if isinstance(frame, str) else frame)
+        if size > self.limits.max_frame_bytes:
+            return self._close(CloseCode.MESSAGE_TOO_BIG, f"frame of {size} bytes")
+        assert self.bucket is not None
+        if self.state is State.OPEN and not self.bucket.allow(now):
+            return [self._error(ErrorCode.RATE_LIMITED, "too many messages; slow down")]
+        try:
+            data = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return self._refuse(ErrorCode.MALFORMED, "frame is not valid JSON")
+        if not isinstance(data, dict):
+            return self._refuse(ErrorCode.MALFORMED, "frame is not a JSON object")
+        kind = data.get("type")
+        ref = _ref(data)
+        if kind not in CLIENT_TYPES:
+            return self._refuse(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref)
+        allowed = TRANSITIONS[self.state]
+        if kind not in allowed:
+            expected = " or ".join(sorted(allowed)) or "nothing"
+            return self._refuse(
+                ErrorCode.UNEXPECTED_MESSAGE,
+                f"{kind!r} in state {self.state.value}; expected {expected}",
+                ref,
+            )
+        try:
+            message: Any = _MODELS[kind].model_validate(data)
+        except ValidationError as exc:
+            return self._refuse(ErrorCode.INVALID_MESSAGE, _describe(exc), ref)
+        return self._accept(message, allowed[kind])
+
+    def _accept(self, message: ClientMessage, next_state: State) -> list[Event]:
+        if isinstance(message, Hello):
+            common = [v for v in message.v if v in SUPPORTED_VERSIONS]
+            if not common:
+                supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+                return self._close(CloseCode.UNSUPPORTED_VERSION, f"server speaks {supported}")
+            self.version = max(common)
+        elif isinstance(message, Sub):
+            if message.id in self.subscriptions:
+                return [
+                    self._error(
+                        ErrorCode.DUPLICATE_SUBSCRIPTION,
+                        f"subscription id {message.id!r} is already in use",
+                        message.id,
+                    )
+                ]
+            if len(self.subscriptions) >= self.limits.max_subscriptions:
+                return [
+                    encode(
+                        "nosub",
+                        sub=message.id,
+                        code=ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                        message=f"at most {self.limits.max_subscriptions} subscriptions",
+                    )
+                ]
+            self.subscriptions.add(message.id)
+        elif isinstance(message, Unsub):
+            self.subscriptions.discard(message.id)
+        elif isinstance(message, Ping):
+            self.state = next_state
+            return [Received(message), encode("pong", id=message.id)]
+        self.state = next_state
+        return [Received(message)]
+
+    def ended(self, sub_id: str) -> None:
+        """Forget a subscription the gateway ended (``nosub``) so its id can be reused."""
+        self.subscriptions.discard(sub_id)
+
+    # ------------------------------------------------------------------ backpressure
+    def queued(self, size: int) -> Close | None:
+        """Account ``size`` bytes handed to the transport; a Close if the client is too slow."""
+        self.queued_bytes += size
+        if self.queued_bytes > self.limits.max_queue_bytes:
+            self.state = State.CLOSED
+            return Close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from your position")
+        return None
+
+    def drained(self, size: int) -> None:
+        """Account ``size`` bytes the transport finished writing."""
+        self.queued_bytes = max(0, self.queued_bytes - size)
+
+    # ------------------------------------------------------------------ helpers
+    def _refuse(self, code: ErrorCode, message: str, ref: str | None = None) -> list[Event]:
+        if self.state is State.AWAITING_HELLO:
+            return [
+                self._error(code, message, ref),
+                *self._close(CloseCode.PROTOCOL_VIOLATION, message),
+            ]
+        return [self._error(code, message, ref)]
+
+    def _error(self, code: ErrorCode, message: str, ref: str | None = None) -> Send:
+        return encode("error", code=code, message=message, ref=ref)
+
+    def _close(self, code: CloseCode, reason: str) -> list[Event]:
+        self.state = State.CLOSED
+        return [Close(code, reason[:120])]
+
+
+def _ref(data: dict[str, Any]) -> str | None:
+    """The offending message's id, if it had a usable one, so the client can match errors."""
+    ref = data.get("id")
+    return ref if isinstance(ref, str) and len(ref) <= 64 else None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- server messages
+def encode(kind: str, **fields: Any) -> Send:
+    """One server frame; ``None`` fields are left out. Encoded once, sent to many."""
+    payload = {"type": kind, **{k: v for k, v in fields.items() if v is not None}}
+    return Send(orjson.dumps(payload))
+
+
+def wire_table() -> dict[str, Any]:
+    """Message types, close codes and error codes, for the JavaScript client and the docs."""
+    return {
+        "version": VERSION,
+        "messages": {
+            name: {"direction": spec.direction, "fields": list(spec.fields)}
+            for name, spec in MESSAGES.items()
+        },
+        "close_codes": {
+            code.name: {"code": int(code), "reconnect": code.reconnect} for code in CloseCode
+        },
+        "error_codes": {code.name: code.value for code in ErrorCode},
+    }
+
+
+if __name__ == "__main__":  # python -m livesync.protocol > table.json
+    print(orjson.dumps(wire_table(), option=orjson.OPT_INDENT_2).decode())
