@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -20,9 +20,13 @@ from .collections import Collection, CollectionError
 from .config import Settings, load_settings
 from .documents import encode_id
 from .outbox import Outbox, OutboxJanitor, Relay
+from .protocol import ErrorCode
+from .publications import Context, Publication, Query, SubscriptionError
 from .publish import Publisher
 
 log = logging.getLogger("livesync")
+
+PublicationFunction = Callable[..., Any]
 
 
 def normalize_database_url(url: str) -> str:
@@ -108,6 +112,7 @@ class LiveSync:
         self._collections: dict[str, Collection] = {}
         self._by_mapper: dict[Mapper[Any], Collection] = {}
         self._by_table: dict[Any, Collection] = {}
+        self._publications: dict[str, Publication] = {}
         self._outbox = Outbox() if self.settings.outbox else None
         self._janitor = OutboxJanitor(
             self.engine,
@@ -182,9 +187,18 @@ class LiveSync:
 
     # ------------------------------------------------------------------ collections
     def collection(
-        self, model: type[Any], name: str | None = None, exclude: Iterable[str] = ()
+        self,
+        model: type[Any],
+        name: str | None = None,
+        exclude: Iterable[str] = (),
+        publish: bool = False,
     ) -> Collection:
-        """Register ``model`` as a live collection (named after its table by default)."""
+        """Register ``model`` as a live collection (named after its table by default).
+
+        ``publish=True`` also registers a publication of the same name returning the whole
+        collection to anyone; without it, nothing of the collection is readable until a
+        :meth:`publication` returns it.
+        """
         collection = Collection(model, name=name, exclude=exclude)
         if collection.name in self._collections:
             raise CollectionError(f"a collection named {collection.name!r} is already registered")
@@ -194,7 +208,36 @@ class LiveSync:
         self._by_mapper[collection.mapper] = collection
         self._by_table[collection.table] = collection
         self._capture.watch_json(collection)
+        if publish:
+            self.publication(collection.name)(lambda ctx: select(model))
         return collection
+
+    def publication(self, name: str) -> Callable[[PublicationFunction], PublicationFunction]:
+        """Register ``f(ctx, **params) -> select(Model)...`` as the publication ``name``.
+
+        Parameters are validated from ``f``'s annotations before it runs; raise
+        :class:`~livesync.publications.Forbidden` inside ``f`` to refuse an identity.
+        """
+
+        def register(function: PublicationFunction) -> PublicationFunction:
+            if name in self._publications:
+                raise ValueError(f"a publication named {name!r} is already registered")
+            self._publications[name] = Publication(name, function, self._resolve)
+            return function
+
+        return register
+
+    @property
+    def publications(self) -> dict[str, Publication]:
+        """Registered publications by name (a copy)."""
+        return dict(self._publications)
+
+    def subscribe_query(self, name: str, ctx: Context, params: Mapping[str, Any]) -> Query:
+        """Resolve a subscription request; raises SubscriptionError with a protocol code."""
+        publication = self._publications.get(name)
+        if publication is None:
+            raise SubscriptionError(ErrorCode.UNKNOWN_PUBLICATION, f"no publication {name!r}")
+        return publication.resolve(ctx, params)
 
     @property
     def collections(self) -> dict[str, Collection]:
