@@ -49,6 +49,31 @@ class Settings(BaseSettings):
     a publisher thread that pipelines batches (``background``). ``auto`` is inline for
     ``memory://`` and background otherwise."""
 
+    secret: str | None = None
+    """Signs websocket tokens (``live.tokens``); comma-separate old secrets to rotate."""
+
+    token_max_age: int = Field(3600, ge=1)
+    """Seconds a token issued by ``live.tokens`` stays valid."""
+
+    origins: list[str] = Field(default_factory=list)
+    """Origins allowed to open the websocket; empty means the request's own host only."""
+
+    ping_interval: float = Field(25.0, gt=0)
+    """Seconds between server pings."""
+
+    ping_timeout: float = Field(60.0, gt=0)
+    """Seconds without any client frame before the connection is closed (4002)."""
+
+    run_relay: bool = True
+    """Run an outbox relay inside each gateway process."""
+
+    max_frame_bytes: int = Field(64 * 1024, ge=1024)
+    max_subscriptions: int = Field(100, ge=1)
+    max_queue_bytes: int = Field(1024 * 1024, ge=1024)
+    snapshot_chunk: int = Field(500, ge=1)
+    rate_per_second: float = Field(50.0, gt=0)
+    rate_burst: int = Field(100, ge=1)
+
     bulk_capture_limit: int = Field(100_000, ge=1)
     """Most rows one ORM bulk UPDATE/DELETE may touch; larger ones raise CaptureError."""
 

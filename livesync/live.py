@@ -20,9 +20,10 @@ from .collections import Collection, CollectionError
 from .config import Settings, load_settings
 from .documents import encode_id
 from .outbox import Outbox, OutboxJanitor, Relay
-from .protocol import ErrorCode
+from .protocol import ErrorCode, Limits
 from .publications import Context, Publication, Query, SubscriptionError
 from .publish import Publisher
+from .tokens import Tokens
 
 log = logging.getLogger("livesync")
 
@@ -113,6 +114,7 @@ class LiveSync:
         self._by_mapper: dict[Mapper[Any], Collection] = {}
         self._by_table: dict[Any, Collection] = {}
         self._publications: dict[str, Publication] = {}
+        self.authenticator: Callable[[str | None, Any], Any] = self._default_authenticator
         self._outbox = Outbox() if self.settings.outbox else None
         self._janitor = OutboxJanitor(
             self.engine,
@@ -312,6 +314,58 @@ class LiveSync:
         gone = dict.fromkeys(encode_id(k) for k in keys).keys() - found
         changes.extend(Change(target.name, doc_id, "delete") for doc_id in sorted(gone))
         return changes
+
+    # ------------------------------------------------------------------ serving
+    @cached_property
+    def limits(self) -> Limits:
+        """Per-connection protocol limits, from the settings."""
+        st = self.settings
+        return Limits(
+            max_frame_bytes=st.max_frame_bytes,
+            max_subscriptions=st.max_subscriptions,
+            max_queue_bytes=st.max_queue_bytes,
+            snapshot_chunk=st.snapshot_chunk,
+            rate_per_second=st.rate_per_second,
+            rate_burst=st.rate_burst,
+        )
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        """Signed, expiring tokens for the websocket (needs ``LIVESYNC_SECRET``)."""
+        return Tokens(self.settings.secret or "", max_age=self.settings.token_max_age)
+
+    def authenticate(self, function: Callable[[str | None, Any], Any]) -> Callable[..., Any]:
+        """Register ``f(token, request) -> identity`` (sync or async) for ``hello``.
+
+        Raise ``livesync.server.Unauthorized`` (close 4503) or a ``TokenError`` (4503, or
+        4505 when expired) to refuse. Without one, a configured ``secret`` makes tokens from
+        :attr:`tokens` required; with neither, connections are anonymous (identity None)
+        and publications decide what they may read.
+        """
+        self.authenticator = function
+        return function
+
+    def _default_authenticator(self, token: str | None, request: Any) -> Any:
+        if self.settings.secret is None:
+            return None
+        if token is None:
+            from .tokens import TokenError
+
+            raise TokenError("a token is required")
+        return self.tokens.verify(token)
+
+    @cached_property
+    def app(self) -> Any:
+        """A ready Sanic app: ``/live`` websocket, ``/healthz``, ``/metrics``."""
+        from .server.gateway import create_app
+
+        return create_app(self)
+
+    def blueprint(self, path: str = "/live") -> Any:
+        """A Sanic blueprint mounting livesync into an existing app."""
+        from .server.gateway import blueprint
+
+        return blueprint(self, path)
 
     # ------------------------------------------------------------------ operations
     def upgrade(self, revision: str = "head") -> None:

@@ -1,0 +1,331 @@
+"""The Sanic side: one websocket connection's loop, health, metrics, and the app factory.
+
+Each connection runs two tasks: this reader, which feeds frames to the sans-I/O
+:class:`~livesync.protocol.ServerConnection` and acts on its events, and a writer that
+drains the connection's outbound queue. The hub never awaits a connection: it appends
+bytes to the queue, and the protocol core closes a connection whose queue outgrows
+``max_queue_bytes`` with the resumable code 4001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import orjson
+from sanic import Blueprint, Request, Sanic
+from sanic.response import HTTPResponse, json, text
+
+from ..protocol import (
+    Close,
+    CloseCode,
+    ErrorCode,
+    Hello,
+    Ping,
+    Received,
+    Send,
+    ServerConnection,
+    Sub,
+    Unsub,
+    encode,
+)
+from ..publications import Context, SubscriptionError
+from ..tokens import TokenError
+from .hub import Hub, Outlet
+
+if TYPE_CHECKING:
+    from ..live import LiveSync
+
+log = logging.getLogger("livesync.gateway")
+
+Authenticate = Callable[[str | None, Request], Any]
+
+
+class Unauthorized(Exception):
+    """Raise from an ``@live.authenticate`` function to refuse a connection (close 4503)."""
+
+
+class Gateway:
+    """Everything one gateway process shares between its connections."""
+
+    def __init__(self, live: LiveSync) -> None:
+        self.live = live
+        self.limits = live.limits
+        self.hub = Hub(live, limits=self.limits)
+        self.connections = 0
+        self.slow_disconnects = 0
+        self._relay: Any = None
+        self._backlog = 0
+        self._backlog_at = 0.0
+
+    async def start(self) -> None:
+        await self.hub.start()
+        if self.live.settings.run_relay:
+            self._relay = self.live.relay()
+            self._relay.start()
+
+    async def stop(self) -> None:
+        await self.hub.stop()
+        if self._relay is not None:
+            self._relay.stop()
+        await self.live.broker.aclose()
+
+    # ------------------------------------------------------------------ one connection
+    async def serve(self, request: Request, ws: Any) -> None:
+        if not self._origin_allowed(request):
+            await ws.close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
+            return
+        conn = ServerConnection(self.limits)
+        queue: deque[bytes] = deque()
+        wake = asyncio.Event()
+        closing: list[Close] = []
+
+        def send(data: bytes) -> None:
+            if closing:
+                return
+            overflow = conn.queued(len(data))
+            if overflow is not None:
+                self.slow_disconnects += 1
+                closing.append(overflow)
+            else:
+                queue.append(data)
+            wake.set()
+
+        outlet = Outlet(send)
+        writer = asyncio.create_task(self._write(ws, conn, queue, wake, closing))
+        pinger = asyncio.create_task(self._ping(send))
+        session = uuid.uuid4().hex[:12]
+        ctx: Context | None = None
+        self.connections += 1
+        try:
+            while not closing:
+                try:
+                    frame = await asyncio.wait_for(ws.recv(), self.live.settings.ping_timeout)
+                except TimeoutError:
+                    closing.append(Close(CloseCode.PING_TIMEOUT, "no message in time"))
+                    wake.set()
+                    break
+                if frame is None:
+                    break
+                for event in conn.receive(frame, time.monotonic()):
+                    if isinstance(event, Send):
+                        send(event.data)
+                    elif isinstance(event, Close):
+                        closing.append(event)
+                        wake.set()
+                    elif isinstance(event, Received):
+                        ctx = await self._handle(
+                            event.message, request, ctx, session, outlet, conn, send, closing
+                        )
+                        if closing:  # the handshake was refused
+                            wake.set()
+            await writer
+        finally:
+            self.connections -= 1
+            for task in list(outlet.tasks):
+                task.cancel()
+            self.hub.drop(outlet)
+            pinger.cancel()
+            writer.cancel()
+
+    async def _handle(
+        self,
+        message: Any,
+        request: Request,
+        ctx: Context | None,
+        session: str,
+        outlet: Outlet,
+        conn: ServerConnection,
+        send: Callable[[bytes], None],
+        closing: list[Close],
+    ) -> Context | None:
+        if isinstance(message, Hello):
+            try:
+                identity = await _call(self.live.authenticator, message.token, request)
+            except TokenError as exc:
+                code = CloseCode.TOKEN_EXPIRED if exc.expired else CloseCode.UNAUTHORIZED
+                closing.append(Close(code, str(exc)))
+                return None
+            except Unauthorized as exc:
+                closing.append(Close(CloseCode.UNAUTHORIZED, str(exc) or "unauthorized"))
+                return None
+            welcome = encode(
+                "welcome",
+                v=conn.version,
+                session=session,
+                epoch=self.hub.position.epoch,
+                ping_ms=int(self.live.settings.ping_interval * 1000),
+                limits={**self.limits.announce(), "snapshot_chunk": self.limits.snapshot_chunk},
+            )
+            send(welcome.data)
+            return Context(identity, session)
+        assert ctx is not None  # the protocol core only lets hello through first
+        if isinstance(message, Sub):
+            try:
+                query = self.live.subscribe_query(message.pub, ctx, message.params)
+            except SubscriptionError as exc:
+                conn.ended(message.id)
+                send(encode("nosub", sub=message.id, code=exc.code, message=str(exc)).data)
+                return ctx
+            except Exception:
+                log.exception("publication %r failed (session %s)", message.pub, session)
+                conn.ended(message.id)
+                send(
+                    encode(
+                        "nosub", sub=message.id, code=ErrorCode.INTERNAL, message="internal error"
+                    ).data
+                )
+                return ctx
+            since = None if message.since is None else (message.since.epoch, message.since.pos)
+            task = asyncio.create_task(
+                self._subscribe(outlet, message.id, query, since, conn, send, session)
+            )
+            outlet.tasks.add(task)
+            task.add_done_callback(outlet.tasks.discard)
+        elif isinstance(message, Unsub):
+            self.hub.unsubscribe(outlet, message.id)
+            send(encode("unsubbed", sub=message.id).data)
+        elif isinstance(message, Ping):
+            pass  # answered by the protocol core
+        return ctx
+
+    async def _subscribe(
+        self,
+        outlet: Outlet,
+        sub_id: str,
+        query: Any,
+        since: Any,
+        conn: ServerConnection,
+        send: Callable[[bytes], None],
+        session: str,
+    ) -> None:
+        try:
+            await self.hub.subscribe(outlet, sub_id, query, since)
+        except Exception:
+            log.exception("subscription %r failed (session %s)", sub_id, session)
+            conn.ended(sub_id)
+            send(
+                encode("nosub", sub=sub_id, code=ErrorCode.INTERNAL, message="internal error").data
+            )
+
+    async def _write(
+        self,
+        ws: Any,
+        conn: ServerConnection,
+        queue: deque[bytes],
+        wake: asyncio.Event,
+        closing: list[Close],
+    ) -> None:
+        while True:
+            while queue:
+                data = queue.popleft()
+                await ws.send(data.decode())
+                conn.drained(len(data))
+            if closing:
+                close = closing[0]
+                await ws.close(int(close.code), close.reason)
+                return
+            wake.clear()
+            await wake.wait()
+
+    async def _ping(self, send: Callable[[bytes], None]) -> None:
+        frame = orjson.dumps({"type": "ping"})
+        while True:
+            await asyncio.sleep(self.live.settings.ping_interval)
+            send(frame)
+
+    def _origin_allowed(self, request: Request) -> bool:
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True  # not a browser: cross-site hijacking needs a browser
+        allowed = self.live.settings.origins
+        if allowed:
+            return origin in allowed or "*" in allowed
+        return bool(urlsplit(origin).netloc == request.headers.get("host"))
+
+    # ------------------------------------------------------------------ health and metrics
+    async def health(self, request: Request) -> HTTPResponse:
+        ok = self.hub.connected
+        body = {
+            "status": "ok" if ok else "degraded",
+            "broker": "connected" if ok else "unreachable",
+            "epoch": self.hub.position.epoch,
+            "position": self.hub.position.offset,
+            "connections": self.connections,
+        }
+        return json(body, status=200 if ok else 503)
+
+    async def metrics(self, request: Request) -> HTTPResponse:
+        if time.monotonic() - self._backlog_at > 5:
+            self._backlog_at = time.monotonic()
+            try:
+                self._backlog = await asyncio.to_thread(self.live.relay().backlog)
+            except Exception:
+                self._backlog = -1
+        stats = self.hub.stats
+        subscriptions = sum(len(s) for s in self.hub.subscribers.values())
+        lines = [
+            ("livesync_connections", "gauge", self.connections),
+            ("livesync_subscriptions", "gauge", subscriptions),
+            ("livesync_channels", "gauge", len(self.hub.router.channels)),
+            ("livesync_change_sets_total", "counter", stats.change_sets),
+            ("livesync_messages_out_total", "counter", stats.frames_out),
+            ("livesync_bytes_out_total", "counter", stats.bytes_out),
+            ("livesync_slow_disconnects_total", "counter", self.slow_disconnects),
+            ("livesync_broker_lag_seconds", "gauge", round(stats.lag_seconds, 6)),
+            ("livesync_outbox_backlog", "gauge", self._backlog),
+        ]
+        body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
+        return text(body, content_type="text/plain; version=0.0.4")
+
+
+async def _call(function: Callable[..., Any], *args: Any) -> Any:
+    result = function(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
+    """Routes for ``path`` (websocket), ``/healthz`` and ``/metrics``, with their lifecycle."""
+    gateway = Gateway(live)
+    bp = Blueprint(f"livesync_{uuid.uuid4().hex[:8]}")
+
+    @bp.before_server_start
+    async def _start(app: Any) -> None:
+        await gateway.start()
+
+    @bp.after_server_stop
+    async def _stop(app: Any) -> None:
+        await gateway.stop()
+
+    async def live_socket(request: Request, ws: Any) -> None:
+        await gateway.serve(request, ws)
+
+    bp.add_websocket_route(live_socket, path)
+    bp.add_route(gateway.health, "/healthz")
+    bp.add_route(gateway.metrics, "/metrics")
+    bp.ctx.gateway = gateway
+    return bp
+
+
+def create_app(live: LiveSync, path: str = "/live", name: str | None = None) -> Any:
+    """A ready Sanic app serving ``live``."""
+    app = Sanic(name or f"livesync_{uuid.uuid4().hex[:8]}")
+    app.config.WEBSOCKET_MAX_SIZE = live.limits.max_frame_bytes
+    app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]  # we ping ourselves
+    app.config.WEBSOCKET_PING_TIMEOUT = None  # type: ignore[assignment]
+    bp = blueprint(live, path)
+    app.blueprint(bp)
+    app.ctx.gateway = bp.ctx.gateway
+    return app
+
+
+Authenticator = Callable[[str | None, Request], Awaitable[Any] | Any]

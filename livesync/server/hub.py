@@ -1,0 +1,334 @@
+"""The hub: follows the change log, keeps the channels, fans change sets out to connections.
+
+One hub per gateway process. It reads the broker topic from where it started (its
+position), routes each change set through the :class:`~livesync.server.router.Router`,
+encodes each channel's part once, and hands every subscribed connection one ``tx`` frame
+built by joining the parts it needs. Connections only ever receive bytes through
+:meth:`Outlet.send`, which must not block (the connection's writer task drains it).
+
+**No gap at subscribe.** A subscriber is registered on its channel *before* its snapshot
+is read, and frames for that channel are buffered for it until ``ready`` is sent. Anything
+the hub processed before the registration was committed before the snapshot read began
+(publishing happens after COMMIT), so it is in the snapshot; anything after it is in the
+buffer. Changes in both are harmless: the client drops them by version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..brokers import HistoryLost, Position
+from ..changes import ChangeSet
+from ..matching import NotCompilable, compile_predicate
+from ..protocol import Limits, encode
+from ..publications import Query
+from .router import Channel, Router, WireChanges, diff_results, encode_part, replay, tx_frame
+
+if TYPE_CHECKING:
+    from ..live import LiveSync
+
+log = logging.getLogger("livesync.hub")
+
+
+@dataclass(eq=False)
+class Outlet:
+    """The hub's view of one connection: a non-blocking ``send`` and its subscriptions."""
+
+    send: Callable[[bytes], None]
+    subs: dict[str, str] = field(default_factory=dict)  # client sub id -> channel key
+    buffering: dict[str, list[bytes]] = field(default_factory=dict)  # key -> held frames
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # subscriptions starting
+
+    def keys(self) -> set[str]:
+        return set(self.subs.values())
+
+
+@dataclass
+class HubStats:
+    change_sets: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    lag_seconds: float = 0.0
+    resets: int = 0
+
+
+class Hub:
+    """See the module docstring. Create with a :class:`LiveSync`, then ``await start()``."""
+
+    def __init__(
+        self, live: LiveSync, *, limits: Limits | None = None, requery_delay: float = 0.05
+    ) -> None:
+        self.live = live
+        self.limits = limits or Limits()
+        self.router = Router()
+        self.subscribers: dict[str, set[Outlet]] = {}
+        self.position = Position("", 0)
+        self.stats = HubStats()
+        self.requery_delay = requery_delay
+        self._task: asyncio.Task[None] | None = None
+        self._requery_tasks: dict[str, asyncio.Task[None]] = {}
+        self.connected = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self.position = await self.live.broker.position(self.live.settings.topic)
+        self.connected = True
+        self._task = asyncio.create_task(self._consume(), name="livesync-hub")
+
+    async def stop(self) -> None:
+        for task in [self._task, *self._requery_tasks.values()]:
+            if task is not None:
+                task.cancel()
+        for task in [self._task, *self._requery_tasks.values()]:
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = None
+
+    async def _consume(self) -> None:
+        broker, topic = self.live.broker, self.live.settings.topic
+        backoff = 0.1
+        while True:
+            try:
+                entries = await broker.read(topic, self.position, limit=500, timeout=1.0)
+                self.connected = True
+                backoff = 0.1
+            except HistoryLost as lost:
+                log.warning("change log history lost (%s); resetting every channel", lost)
+                self.position = lost.current
+                self._reset_all("history-lost")
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The broker is unreachable: keep the position, retry; nothing is lost.
+                self.connected = False
+                log.warning("broker read failed; retrying in %.1fs", backoff, exc_info=True)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for entry in entries:
+                try:
+                    changeset = ChangeSet.decode(entry.payload)
+                except ValueError:
+                    log.error("skipping undecodable change log entry %d", entry.offset)
+                else:
+                    self.deliver(entry.offset, changeset)
+                self.position = Position(self.position.epoch, entry.offset)
+
+    # ------------------------------------------------------------------ fan-out
+    def deliver(self, pos: int, changeset: ChangeSet) -> None:
+        """Route one change set and send each connection its frame (synchronous: no awaits)."""
+        self.stats.change_sets += 1
+        self.stats.lag_seconds = max(0.0, time.time() - changeset.ts)
+        for change in changeset.changes:
+            if change.op == "reset":
+                self._reset_collection(change.collection, "resync")
+        routed, dirty = self.router.route(pos, changeset)
+        self._fan_out(pos, routed)
+        for key in dirty:
+            self._schedule_requery(key)
+
+    def _fan_out(self, pos: int, routed: dict[str, WireChanges]) -> None:
+        if not routed:
+            return
+        parts = {key: encode_part(key, changes) for key, changes in routed.items()}
+        single: dict[str, bytes] = {}
+        per_outlet: dict[Outlet, list[str]] = {}
+        for key in parts:
+            for outlet in self.subscribers.get(key, ()):
+                per_outlet.setdefault(outlet, []).append(key)
+        for outlet, keys in per_outlet.items():
+            if len(keys) == 1:
+                key = keys[0]
+                frame = single.get(key)
+                if frame is None:
+                    frame = single[key] = tx_frame(pos, [parts[key]])
+            else:
+                frame = tx_frame(pos, [parts[k] for k in keys])
+            self._send(outlet, keys, frame)
+
+    def _send(self, outlet: Outlet, keys: list[str], frame: bytes) -> None:
+        buffered = [k for k in keys if k in outlet.buffering]
+        if buffered:
+            outlet.buffering[buffered[0]].append(frame)
+            return
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(frame)
+        outlet.send(frame)
+
+    # ------------------------------------------------------------------ subscriptions
+    async def subscribe(
+        self, outlet: Outlet, sub_id: str, query: Query, since: tuple[str, int] | None
+    ) -> None:
+        """Register, send the snapshot (or the missed changes) and ``ready``, then go live."""
+        key = query.key
+        channel = self.router.channels.get(key)
+        new_channel = channel is None
+        if channel is None:
+            channel = Channel(key, query, self._compile(query))
+            self.router.add(channel)
+        outlet.subs[sub_id] = key
+        outlet.buffering[key] = []
+        self.subscribers.setdefault(key, set()).add(outlet)
+        registered_at = self.position
+        try:
+            resumed = False
+            if since is not None and channel.compiled is not None and channel.query.limit is None:
+                resumed = await self._replay(outlet, channel, since, registered_at)
+            if not resumed or new_channel:
+                rows = await asyncio.to_thread(self._read, query)
+                if not resumed:
+                    self._send_snapshot(outlet, sub_id, rows)
+                if new_channel:
+                    self._start_channel(channel, rows)
+            ready = encode(
+                "ready",
+                sub=sub_id,
+                key=key,
+                epoch=registered_at.epoch,
+                pos=registered_at.offset,
+                resumed=resumed,
+            )
+            outlet.send(ready.data)
+        except BaseException:
+            self.unsubscribe(outlet, sub_id)
+            raise
+        for frame in outlet.buffering.pop(key, []):
+            outlet.send(frame)
+
+    def _compile(self, query: Query) -> Any:
+        if query.limit is not None:
+            return None  # windows are kept exact by re-running the query (see router)
+        try:
+            return compile_predicate(
+                query.where,
+                query.collection,
+                self.live.engine.dialect,
+                params=query.statement.compile().params,
+            )
+        except NotCompilable as exc:
+            log.info("publication query falls back to re-running: %s", exc)
+            return None
+
+    def _start_channel(self, channel: Channel, rows: list[tuple[str, int, dict[str, Any]]]) -> None:
+        for pos, changes in self.router.start(channel.key, [(r[0], r[1]) for r in rows]):
+            self._fan_out(pos, {channel.key: changes})
+
+    def _send_snapshot(
+        self, outlet: Outlet, sub_id: str, rows: list[tuple[str, int, dict[str, Any]]]
+    ) -> None:
+        chunk = self.limits.snapshot_chunk
+        name = self.router.channels[outlet.subs[sub_id]].collection
+        docs = [{"c": name, "id": doc_id, "v": version, "d": doc} for doc_id, version, doc in rows]
+        for start in range(0, max(len(docs), 1), chunk):
+            part = docs[start : start + chunk]
+            outlet.send(encode("snap", sub=sub_id, docs=part, more=start + chunk < len(docs)).data)
+
+    async def _replay(
+        self, outlet: Outlet, channel: Channel, since: tuple[str, int], upto: Position
+    ) -> bool:
+        """Send the changes after ``since`` up to ``upto``; False if history cannot tell."""
+        epoch, pos = since
+        if epoch != upto.epoch or pos > upto.offset:
+            return False
+        assert channel.compiled is not None
+        broker, topic = self.live.broker, self.live.settings.topic
+        cursor = Position(epoch, pos)
+        frames: list[bytes] = []
+        try:
+            while cursor.offset < upto.offset:
+                entries = await broker.read(topic, cursor, limit=500)
+                wanted = [e for e in entries if e.offset <= upto.offset]
+                if not wanted:
+                    break
+                for entry in wanted:
+                    changes = ChangeSet.decode(entry.payload).changes
+                    missed = replay(channel.compiled, channel.collection, changes)
+                    if missed:
+                        frames.append(tx_frame(entry.offset, [encode_part(channel.key, missed)]))
+                cursor = Position(epoch, wanted[-1].offset)
+        except HistoryLost:
+            return False
+        for frame in frames:
+            outlet.send(frame)
+        return True
+
+    def _read(self, query: Query) -> list[tuple[str, int, dict[str, Any]]]:
+        collection = query.collection
+        statement = query.statement.with_only_columns(*collection.columns)
+        engine = self.live.engine
+        with engine.connect().execution_options(livesync_readonly=True) as conn:
+            return [
+                (
+                    collection.ids([collection.pk_of_row(row)])[0],
+                    collection.version_of_row(row),
+                    collection.document_from_row(row),
+                )
+                for row in conn.execute(statement)
+            ]
+
+    def unsubscribe(self, outlet: Outlet, sub_id: str) -> None:
+        key = outlet.subs.pop(sub_id, None)
+        if key is None or key in outlet.subs.values():
+            return
+        outlet.buffering.pop(key, None)
+        holders = self.subscribers.get(key)
+        if holders is not None:
+            holders.discard(outlet)
+            if not holders:
+                del self.subscribers[key]
+                self.router.remove(key)
+                task = self._requery_tasks.pop(key, None)
+                if task is not None:
+                    task.cancel()
+
+    def drop(self, outlet: Outlet) -> None:
+        """Forget a closed connection."""
+        for sub_id in list(outlet.subs):
+            self.unsubscribe(outlet, sub_id)
+
+    # ------------------------------------------------------------------ requery and resets
+    def _schedule_requery(self, key: str) -> None:
+        if key in self._requery_tasks:
+            return
+        self._requery_tasks[key] = asyncio.get_running_loop().create_task(self._requery(key))
+
+    async def _requery(self, key: str) -> None:
+        try:
+            await asyncio.sleep(self.requery_delay)  # debounce bursts of changes
+            channel = self.router.channels.get(key)
+            if channel is None or not channel.ready:
+                return
+            pos = self.position.offset
+            rows = await asyncio.to_thread(self._read, channel.query)
+            changes = diff_results(channel, rows)
+            self._fan_out(pos, {key: changes} if changes else {})
+        finally:
+            self._requery_tasks.pop(key, None)
+
+    def _reset_collection(self, collection: str, reason: str) -> None:
+        for key, channel in list(self.router.channels.items()):
+            if channel.collection == collection:
+                self._reset_key(key, reason)
+
+    def _reset_all(self, reason: str) -> None:
+        for key in list(self.router.channels):
+            self._reset_key(key, reason)
+
+    def _reset_key(self, key: str, reason: str) -> None:
+        self.stats.resets += 1
+        frame = encode("reset", key=key, reason=reason).data
+        for outlet in list(self.subscribers.pop(key, ())):
+            outlet.send(frame)
+            for sub_id, sub_key in list(outlet.subs.items()):
+                if sub_key == key:
+                    del outlet.subs[sub_id]
+            outlet.buffering.pop(key, None)
+        self.router.remove(key)

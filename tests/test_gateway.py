@@ -1,0 +1,207 @@
+"""The gateway end to end: a real Sanic server, real websockets, real databases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import websockets
+from sqlalchemy import select, update
+
+from livesync import LiveSync
+from livesync.publications import Context, Forbidden
+from tests.conftest import make_live
+from tests.gateway_support import TIMEOUT, connected, running_gateway
+from tests.models import Item
+
+
+@pytest.fixture
+async def gateway(database_url: str) -> AsyncIterator[tuple[LiveSync, int]]:
+    live = make_live(database_url, ping_interval=30.0)
+    live.collection(Item, publish=True)
+
+    @live.publication("items_min_qty")
+    def items_min_qty(ctx: Context, min_qty: int) -> Any:
+        return select(Item).where(Item.qty >= min_qty)
+
+    @live.publication("top_items")
+    def top_items(ctx: Context, n: int = 2) -> Any:
+        return select(Item).order_by(Item.qty.desc(), Item.id).limit(n)
+
+    @live.publication("private")
+    def private(ctx: Context) -> Any:
+        raise Forbidden("members only")
+
+    async with running_gateway(live) as port:
+        yield live, port
+    live.close()
+
+
+def write(live: LiveSync, *items: Item) -> None:
+    with live.sessionmaker() as s:
+        s.add_all(items)
+        s.commit()
+
+
+async def in_thread(function: Any, *args: Any) -> Any:
+    return await asyncio.to_thread(function, *args)
+
+
+def changes(tx: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(c["op"], c["c"], c["id"]) for part in tx["parts"] for c in part["ch"]]
+
+
+async def test_snapshot_then_live_changes(gateway: tuple[LiveSync, int]) -> None:
+    live, port = gateway
+    await in_thread(write, live, Item(id=1, title="before"))
+    async with connected(port) as client:
+        docs, ready = await client.subscribe("all", "t_items")
+        assert [(d["id"], d["v"], d["d"]["title"]) for d in docs] == [("1", 1, "before")]
+        assert (ready["resumed"], ready["sub"]) == (False, "all")
+
+        def edit() -> None:
+            with live.sessionmaker() as s:
+                item = s.get(Item, 1)
+                assert item is not None
+                item.title = "after"
+                s.add(Item(id=2, title="new"))
+                s.commit()
+
+        await in_thread(edit)
+        tx = await client.recv_type("tx")
+        assert sorted(changes(tx)) == [("patch", "t_items", "1"), ("put", "t_items", "2")]
+        assert all(part["key"] == ready["key"] for part in tx["parts"])
+
+
+async def test_filters_send_enter_change_and_leave(gateway: tuple[LiveSync, int]) -> None:
+    live, port = gateway
+    await in_thread(write, live, Item(id=1, title="a", qty=1), Item(id=2, title="b", qty=5))
+    async with connected(port) as client:
+        docs, _ = await client.subscribe("big", "items_min_qty", params={"min_qty": 3})
+        assert [d["id"] for d in docs] == ["2"]
+
+        def bulk(statement: Any) -> None:
+            with live.sessionmaker() as s:
+                s.execute(statement)
+                s.commit()
+
+        await in_thread(bulk, update(Item).where(Item.id == 1).values(qty=4))
+        assert changes(await client.recv_type("tx")) == [("put", "t_items", "1")]
+        await in_thread(bulk, update(Item).where(Item.id == 2).values(qty=0))
+        assert changes(await client.recv_type("tx")) == [("del", "t_items", "2")]
+        await in_thread(bulk, update(Item).where(Item.id == 1).values(title="still big"))
+        tx = await client.recv_type("tx")
+        assert changes(tx) == [("patch", "t_items", "1")]
+
+
+async def test_windows_stay_exact(gateway: tuple[LiveSync, int]) -> None:
+    live, port = gateway
+    await in_thread(
+        write, live, Item(id=1, title="a", qty=1), Item(id=2, title="b", qty=2),
+        Item(id=3, title="c", qty=3),
+    )  # fmt: skip
+    async with connected(port) as client:
+        docs, _ = await client.subscribe("top", "top_items", params={"n": 2})
+        assert sorted(d["id"] for d in docs) == ["2", "3"]
+
+        def drop_three() -> None:
+            with live.sessionmaker() as s:
+                s.execute(update(Item).where(Item.id == 3).values(qty=0))
+                s.commit()
+
+        await in_thread(drop_three)
+        tx = await client.recv_type("tx")
+        assert sorted(changes(tx)) == [("del", "t_items", "3"), ("put", "t_items", "1")]
+
+
+async def test_resume_sends_only_what_was_missed(gateway: tuple[LiveSync, int]) -> None:
+    live, port = gateway
+    await in_thread(write, live, Item(id=1, title="a"))
+    async with connected(port) as client:
+        _, ready = await client.subscribe("all", "t_items")
+    await in_thread(write, live, Item(id=2, title="missed"))
+    async with connected(port) as client:
+        since = {"epoch": ready["epoch"], "pos": ready["pos"]}
+        replayed, again = await client.subscribe("all", "t_items", since=since)
+        assert again["resumed"] is True
+        assert [changes(tx) for tx in replayed] == [[("put", "t_items", "2")]]
+        stale = {"epoch": "another-epoch", "pos": 1}
+        docs, fresh = await client.subscribe("again", "t_items", since=stale)
+        assert fresh["resumed"] is False
+        assert sorted(d["id"] for d in docs) == ["1", "2"]
+
+
+async def test_subscription_errors_keep_the_connection(gateway: tuple[LiveSync, int]) -> None:
+    _, port = gateway
+    async with connected(port) as client:
+        for pub, params, code in [
+            ("nope", {}, "unknown-publication"),
+            ("items_min_qty", {"min_qty": "many"}, "bad-params"),
+            ("private", {}, "forbidden"),
+        ]:
+            _, nosub = await client.subscribe("s", pub, params=params)
+            assert (nosub["type"], nosub["code"]) == ("nosub", code)
+        await client.ws.send("{oops")
+        assert (await client.recv_type("error"))["code"] == "malformed"
+        _, ready = await client.subscribe("s", "t_items")  # the id is free again
+        assert ready["type"] == "ready"
+
+
+async def test_foreign_origins_are_refused(gateway: tuple[LiveSync, int]) -> None:
+    _, port = gateway
+    async with websockets.connect(
+        f"ws://127.0.0.1:{port}/live", additional_headers={"Origin": "https://evil.example"}
+    ) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 4504
+    async with connected(port, Origin=f"http://127.0.0.1:{port}") as client:
+        await client.send(type="ping", id=1)
+        assert await client.recv_type("pong") == {"type": "pong", "id": 1}
+
+
+async def test_tokens_are_required_when_a_secret_is_set(database_url: str) -> None:
+    live = make_live(database_url, secret="s" * 32)
+    live.collection(Item, publish=True)
+    try:
+        async with running_gateway(live) as port:
+            for token, code in [(None, 4503), ("forged", 4503)]:
+                async with websockets.connect(f"ws://127.0.0.1:{port}/live") as ws:
+                    await ws.send(
+                        orjson.dumps({"type": "hello", "v": [1], "token": token}).decode()
+                    )
+                    with pytest.raises(websockets.ConnectionClosed) as info:
+                        await asyncio.wait_for(ws.recv(), TIMEOUT)
+                    assert info.value.rcvd is not None and info.value.rcvd.code == code
+            async with connected(port, token=live.tokens.issue({"user": 1})) as client:
+                _, ready = await client.subscribe("all", "t_items")
+                assert ready["type"] == "ready"
+    finally:
+        live.close()
+
+
+async def test_health_and_metrics(gateway: tuple[LiveSync, int]) -> None:
+    live, port = gateway
+    async with connected(port) as client:
+        await client.subscribe("all", "t_items")
+        await in_thread(write, live, Item(id=1, title="x"))
+        await client.recv_type("tx")
+        health = await in_thread(_get, port, "/healthz")
+        assert orjson.loads(health)["status"] == "ok"
+        metrics = (await in_thread(_get, port, "/metrics")).decode()
+    assert "livesync_connections 1" in metrics
+    assert "livesync_subscriptions 1" in metrics
+    assert "livesync_messages_out_total 1" in metrics
+
+
+def _get(port: int, path: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT) as response:
+        body: bytes = response.read()
+        return body
+
+
