@@ -203,5 +203,3 @@ def _get(port: int, path: str) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT) as response:
         body: bytes = response.read()
         return body
-
-
