@@ -1,12 +1,15 @@
-"""The ``livesync`` command: ``db``, ``relay`` and ``demo`` (``serve`` arrives with the gateway)."""
+"""The ``livesync`` command: ``serve``, ``relay``, ``db`` and ``demo``."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .live import LiveSync
 
@@ -59,6 +62,35 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if converged else 1
 
 
+def load_app(target: str) -> Any:
+    """The Sanic app for ``MODULE:ATTR`` (a LiveSync object, or a Sanic app)."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"livesync serve: expected MODULE:ATTR, got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    found = getattr(importlib.import_module(module_name), attr)
+    return found.app if isinstance(found, LiveSync) else found
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    loader = AppLoader(factory=functools.partial(load_app, args.target))
+    app = loader.load()
+    app.prepare(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        single_process=args.workers == 1,
+        access_log=False,
+        motd=False,
+    )
+    print(f"livesync serving {args.target} on http://{args.host}:{args.port}/live", flush=True)
+    Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livesync", description="Live, replicated collections from SQLAlchemy models."
@@ -79,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     relay.add_argument("--once", action="store_true", help="one pass, then exit")
     relay.set_defaults(run=_relay)
+
+    serve = commands.add_parser(
+        "serve", help="run the websocket gateway (and an outbox relay) for MODULE:ATTR"
+    )
+    serve.add_argument("target", help="MODULE:ATTR naming a LiveSync object (or a Sanic app)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="gateway processes (default 1)")
+    serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(
         "demo", parents=[common], help="a live console on SQLite + the in-memory broker"

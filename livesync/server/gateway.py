@@ -318,7 +318,8 @@ def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
 
 def create_app(live: LiveSync, path: str = "/live", name: str | None = None) -> Any:
     """A ready Sanic app serving ``live``."""
-    app = Sanic(name or f"livesync_{uuid.uuid4().hex[:8]}")
+    # A stable name: ``livesync serve --workers N`` rebuilds the app in every worker.
+    app = Sanic(name or "livesync")
     app.config.WEBSOCKET_MAX_SIZE = live.limits.max_frame_bytes
     app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]  # we ping ourselves
     app.config.WEBSOCKET_PING_TIMEOUT = None  # type: ignore[assignment]
