@@ -321,11 +321,16 @@ class ServerConnection:
 
     # ------------------------------------------------------------------ backpressure
     def queued(self, size: int) -> Close | None:
-        """Account ``size`` bytes handed to the transport; a Close if the client is too slow."""
-        self.queued_bytes += size
-        if self.queued_bytes > self.limits.max_queue_bytes:
+        """Account ``size`` bytes waiting to be sent; a Close if the client is too slow.
+
+        The bound applies to the backlog: a single frame larger than ``max_queue_bytes``
+        (one big transaction) is accepted when nothing else is waiting, or a client could
+        never get past it: it would reconnect, resume, and be cut off again forever.
+        """
+        if self.queued_bytes and self.queued_bytes + size > self.limits.max_queue_bytes:
             self.state = State.CLOSED
             return Close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from your position")
+        self.queued_bytes += size
         return None
 
     def drained(self, size: int) -> None:

@@ -203,3 +203,63 @@ def _get(port: int, path: str) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT) as response:
         body: bytes = response.read()
         return body
+
+
+async def test_bad_input_never_hurts_the_connection_or_other_clients(
+    database_url: str,
+) -> None:
+    live = make_live(database_url, max_frame_bytes=4096, rate_per_second=5, rate_burst=20)
+    live.collection(Item, publish=True)
+    try:
+        async with running_gateway(live) as port, connected(port) as bystander:
+            await bystander.subscribe("all", "t_items")
+            async with connected(port) as client:
+                await client.subscribe("all", "t_items")
+                await client.send(type="sub", id="all", pub="t_items")  # same id twice
+                assert (await client.recv_type("error"))["code"] == "duplicate-subscription"
+                await client.send(type="sub", pub="t_items")  # a missing field
+                assert (await client.recv_type("error"))["code"] == "invalid-message"
+                await client.send(type="sub", id=["x"], pub="t_items")  # a wrong type
+                assert (await client.recv_type("error"))["code"] == "invalid-message"
+                await client.send(type="teleport")
+                assert (await client.recv_type("error"))["code"] == "unknown-type"
+                for _ in range(40):  # a flood
+                    await client.send(type="pong")
+                assert (await client.recv_type("error"))["code"] == "rate-limited"
+            async with connected(port) as giant:
+                await giant.ws.send("[" + "1," * 5000 + "1]")
+                with pytest.raises(websockets.ConnectionClosed) as info:
+                    await asyncio.wait_for(giant.ws.recv(), TIMEOUT)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+            await in_thread(write, live, Item(id=1, title="still flowing"))
+            assert changes(await bystander.recv_type("tx")) == [("put", "t_items", "1")]
+    finally:
+        live.close()
+
+
+async def test_a_slow_client_is_cut_off_with_a_resumable_code(database_url: str) -> None:
+    live = make_live(database_url, max_queue_bytes=4096)
+    live.collection(Item, publish=True)
+    try:
+        async with running_gateway(live) as port, connected(port) as client:
+            await client.subscribe("all", "t_items")
+            client.ws.transport.pause_reading()  # stop reading: the server's queue fills up
+
+            gateway = live.app.ctx.gateway
+
+            def flood() -> None:  # until the server gives up on the client
+                for i in range(1, 3000):
+                    write(live, Item(id=i, title="x", data={"blob": "x" * 8000}))
+                    if gateway.slow_disconnects:
+                        return
+
+            await in_thread(flood)
+            client.ws.transport.resume_reading()
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(client.ws.recv(), TIMEOUT)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 4001
+            metrics = (await in_thread(_get, port, "/metrics")).decode()
+            assert "livesync_slow_disconnects_total 1" in metrics
+    finally:
+        live.close()
