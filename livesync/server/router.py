@@ -56,6 +56,9 @@ class Router:
         self.channels: dict[str, Channel] = {}
         self._index: SubscriptionIndex[str] = SubscriptionIndex()
         self._requery: dict[str, set[str]] = {}  # collection -> requery channel keys
+        # (collection, id) -> keys of compiled channels holding that document, so a change
+        # finds the channels it may remove a document from without scanning all channels.
+        self._holders: dict[tuple[str, str], set[str]] = {}
 
     def add(self, channel: Channel) -> None:
         self.channels[channel.key] = channel
@@ -68,6 +71,8 @@ class Router:
         channel = self.channels.pop(key, None)
         if channel is None:
             return
+        for doc_id in list(channel.held):
+            self._release(channel, doc_id)
         self._index.remove(key)
         self._requery.get(channel.collection, set()).discard(key)
 
@@ -75,7 +80,8 @@ class Router:
         """Mark a channel initialised from a snapshot of ``(id, version)`` rows, and route the
         change sets it buffered meanwhile. Returns ``(pos, changes)`` to deliver."""
         channel = self.channels[key]
-        channel.held = dict(rows)
+        for doc_id, version in rows:
+            self._hold(channel, doc_id, version)
         channel.ready = True
         pending, channel.pending = channel.pending, []
         out: list[tuple[int, WireChanges]] = []
@@ -93,7 +99,7 @@ class Router:
             collection = change.collection
             dirty.update(self._requery.get(collection, ()))
             keys = set(self._index.candidates(collection, change.doc))
-            keys.update(self._holders(collection, change.id))
+            keys.update(self._holders.get((collection, change.id), ()))
             for key in keys:
                 touched.setdefault(key, []).append(change)
         out: dict[str, WireChanges] = {}
@@ -107,17 +113,18 @@ class Router:
                 out[key] = routed
         return out, dirty
 
-    def _holders(self, collection: str, doc_id: str) -> list[str]:
-        # Channels holding the document must hear that it changed or left. A reverse index
-        # (doc -> channels) would make this O(holders); a per-collection scan of compiled
-        # channels is fine for thousands of channels and is the documented shortcut.
-        return [
-            key
-            for key, channel in self.channels.items()
-            if channel.compiled is not None
-            and channel.collection == collection
-            and doc_id in channel.held
-        ]
+    def _hold(self, channel: Channel, doc_id: str, version: int | None) -> None:
+        channel.held[doc_id] = version
+        if channel.compiled is not None:
+            self._holders.setdefault((channel.collection, doc_id), set()).add(channel.key)
+
+    def _release(self, channel: Channel, doc_id: str) -> None:
+        del channel.held[doc_id]
+        holders = self._holders.get((channel.collection, doc_id))
+        if holders is not None:
+            holders.discard(channel.key)
+            if not holders:
+                del self._holders[(channel.collection, doc_id)]
 
     def _route_channel(self, channel: Channel, changes: Iterable[Change]) -> WireChanges:
         assert channel.compiled is not None
@@ -136,13 +143,13 @@ class Router:
             matches = doc is not None and channel.compiled.predicate(doc)
             if matches:
                 assert doc is not None
-                held[change.id] = change.version
+                self._hold(channel, change.id, change.version)
                 if had and change.patch is not None and change.prev_version == base:
                     out.append(_patch(change))
                 else:
                     out.append(_put(change.collection, change.id, change.version, doc))
             elif had:
-                del held[change.id]
+                self._release(channel, change.id)
                 out.append(_delete(change.collection, change.id, change.version))
         return out
 
