@@ -28,9 +28,9 @@ def doc(item_id: int, qty: int, title: str = "t") -> dict[str, Any]:
             "touched": 0, "secret": None}  # fmt: skip
 
 
-def update(item_id: int, version: int, qty: int, patch: Any = None) -> Change:
-    return Change("t_items", str(item_id), "update", version, version - 1, doc(item_id, qty),
-                  patch if patch is not None else [{"op": "replace", "path": "/qty", "value": qty}])  # fmt: skip
+def update(item_id: int, version: int, qty: int) -> Change:
+    patch = [{"op": "replace", "path": "/qty", "value": qty}]
+    return Change("t_items", str(item_id), "update", version, version - 1, doc(item_id, qty), patch)
 
 
 def started(router: Router, ch: Channel, rows: list[tuple[str, int]]) -> None:
