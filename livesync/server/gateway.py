@@ -98,7 +98,7 @@ class Gateway:
                 queue.append(data)
             wake.set()
 
-        outlet = Outlet(send)
+        outlet = Outlet(send, conn.ended)
         writer = asyncio.create_task(self._write(ws, conn, queue, wake, closing))
         pinger = asyncio.create_task(self._ping(send))
         session = uuid.uuid4().hex[:12]

@@ -41,6 +41,7 @@ class Outlet:
     """The hub's view of one connection: a non-blocking ``send`` and its subscriptions."""
 
     send: Callable[[bytes], None]
+    ended: Callable[[str], None] = lambda sub_id: None  # the server ended a subscription
     subs: dict[str, str] = field(default_factory=dict)  # client sub id -> channel key
     buffering: dict[str, list[bytes]] = field(default_factory=dict)  # key -> held frames
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # subscriptions starting
@@ -330,5 +331,6 @@ class Hub:
             for sub_id, sub_key in list(outlet.subs.items()):
                 if sub_key == key:
                     del outlet.subs[sub_id]
+                    outlet.ended(sub_id)  # the client may reuse the id to subscribe again
             outlet.buffering.pop(key, None)
         self.router.remove(key)
