@@ -38,7 +38,7 @@ from ..protocol import (
 )
 from ..publications import Context, SubscriptionError
 from ..tokens import TokenError
-from .hub import Hub, Outlet
+from .hub import Frame, Hub, Outlet
 
 if TYPE_CHECKING:
     from ..live import LiveSync
@@ -83,13 +83,15 @@ class Gateway:
             await ws.close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
             return
         conn = ServerConnection(self.limits)
-        queue: deque[bytes] = deque()
+        queue: deque[str] = deque()
         wake = asyncio.Event()
         closing: list[Close] = []
 
-        def send(data: bytes) -> None:
+        def send(data: Frame) -> None:
             if closing:
                 return
+            if isinstance(data, bytes):
+                data = data.decode()  # shared tx frames arrive decoded once, as str
             overflow = conn.queued(len(data))
             if overflow is not None:
                 self.slow_disconnects += 1
@@ -143,7 +145,7 @@ class Gateway:
         session: str,
         outlet: Outlet,
         conn: ServerConnection,
-        send: Callable[[bytes], None],
+        send: Callable[[Frame], None],
         closing: list[Close],
     ) -> Context | None:
         if isinstance(message, Hello):
@@ -203,7 +205,7 @@ class Gateway:
         query: Any,
         since: Any,
         conn: ServerConnection,
-        send: Callable[[bytes], None],
+        send: Callable[[Frame], None],
         session: str,
     ) -> None:
         try:
@@ -219,14 +221,14 @@ class Gateway:
         self,
         ws: Any,
         conn: ServerConnection,
-        queue: deque[bytes],
+        queue: deque[str],
         wake: asyncio.Event,
         closing: list[Close],
     ) -> None:
         while True:
             while queue:
                 data = queue.popleft()
-                await ws.send(data.decode())
+                await ws.send(data)
                 conn.drained(len(data))
             if closing:
                 close = closing[0]
@@ -235,7 +237,7 @@ class Gateway:
             wake.clear()
             await wake.wait()
 
-    async def _ping(self, send: Callable[[bytes], None]) -> None:
+    async def _ping(self, send: Callable[[Frame], None]) -> None:
         frame = orjson.dumps({"type": "ping"})
         while True:
             await asyncio.sleep(self.live.settings.ping_interval)

@@ -36,14 +36,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("livesync.hub")
 
 
+Frame = bytes | str  # str for shared tx frames: decoded once, not once per recipient
+
+
 @dataclass(eq=False)
 class Outlet:
     """The hub's view of one connection: a non-blocking ``send`` and its subscriptions."""
 
-    send: Callable[[bytes], None]
+    send: Callable[[Frame], None]
     ended: Callable[[str], None] = lambda sub_id: None  # the server ended a subscription
     subs: dict[str, str] = field(default_factory=dict)  # client sub id -> channel key
-    buffering: dict[str, list[bytes]] = field(default_factory=dict)  # key -> held frames
+    buffering: dict[str, list[Frame]] = field(default_factory=dict)  # key -> held frames
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # subscriptions starting
 
     def keys(self) -> set[str]:
@@ -140,7 +143,7 @@ class Hub:
         if not routed:
             return
         parts = {key: encode_part(key, changes) for key, changes in routed.items()}
-        single: dict[str, bytes] = {}
+        single: dict[str, str] = {}
         per_outlet: dict[Outlet, list[str]] = {}
         for key in parts:
             for outlet in self.subscribers.get(key, ()):
@@ -150,12 +153,12 @@ class Hub:
                 key = keys[0]
                 frame = single.get(key)
                 if frame is None:
-                    frame = single[key] = tx_frame(pos, [parts[key]])
+                    frame = single[key] = tx_frame(pos, [parts[key]]).decode()
             else:
-                frame = tx_frame(pos, [parts[k] for k in keys])
+                frame = tx_frame(pos, [parts[k] for k in keys]).decode()
             self._send(outlet, keys, frame)
 
-    def _send(self, outlet: Outlet, keys: list[str], frame: bytes) -> None:
+    def _send(self, outlet: Outlet, keys: list[str], frame: str) -> None:
         buffered = [k for k in keys if k in outlet.buffering]
         if buffered:
             outlet.buffering[buffered[0]].append(frame)
@@ -242,7 +245,7 @@ class Hub:
         assert channel.compiled is not None
         broker, topic = self.live.broker, self.live.settings.topic
         cursor = Position(epoch, pos)
-        frames: list[bytes] = []
+        frames: list[Frame] = []
         try:
             while cursor.offset < upto.offset:
                 entries = await broker.read(topic, cursor, limit=500)
