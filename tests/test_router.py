@@ -74,8 +74,14 @@ def test_requery_channels_are_marked_dirty_and_diffed() -> None:
     started(router, window, [("1", 1), ("2", 1)])
     _, dirty = router.route(1, ChangeSet((update(3, 2, 1),)))
     assert dirty == {"window"}
+    router.route(2, ChangeSet((update(2, 2, 1),)))
     changes = diff_results(window, [("2", 2, doc(2, 1)), ("3", 1, doc(3, 1))])
-    assert sorted((c["op"], c["id"]) for c in changes) == [("del", "1"), ("put", "2"), ("put", "3")]
+    assert sorted((c["op"], c["id"]) for c in changes) == [
+        ("del", "1"),
+        ("patch", "2"),  # the change it saw was made from the version it held
+        ("put", "3"),
+    ]
+    assert window.recent == {}
 
 
 def test_routing_cost_follows_matching_subscriptions_not_all() -> None:

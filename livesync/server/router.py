@@ -43,6 +43,7 @@ class Channel:
     held: dict[str, int | None] = field(default_factory=dict)
     ready: bool = False
     pending: list[tuple[int, ChangeSet]] = field(default_factory=list)
+    recent: dict[str, Change] = field(default_factory=dict)  # requery: changes since last run
 
     @property
     def collection(self) -> str:
@@ -97,7 +98,10 @@ class Router:
         dirty: set[str] = set()
         for change in changeset.changes:
             collection = change.collection
-            dirty.update(self._requery.get(collection, ()))
+            for key in self._requery.get(collection, ()):
+                dirty.add(key)
+                if change.id:
+                    self.channels[key].recent[change.id] = change
             keys = set(self._index.candidates(collection, change.doc))
             keys.update(self._holders.get((collection, change.id), ()))
             for key in keys:
@@ -180,18 +184,38 @@ def _delete(collection: str, doc_id: str, version: int | None) -> WireChange:
 
 
 def diff_results(channel: Channel, rows: list[tuple[str, int, dict[str, Any]]]) -> WireChanges:
-    """Wire changes turning what a requery channel held into a fresh query result."""
+    """Wire changes turning what a requery channel held into a fresh query result.
+
+    A document still in the result whose new version came from a change the channel saw,
+    made from exactly the version it held, goes out as that change's patch; anything else
+    that changed goes out whole.
+    """
     collection = channel.collection
     fresh = {doc_id: (version, doc) for doc_id, version, doc in rows}
+    recent, channel.recent = channel.recent, {}
     out: WireChanges = []
     for doc_id in [d for d in channel.held if d not in fresh]:
         del channel.held[doc_id]
         out.append(_delete(collection, doc_id, None))
     for doc_id, (version, doc) in fresh.items():
-        if doc_id not in channel.held or channel.held[doc_id] != version:
+        held = channel.held.get(doc_id, _ABSENT)
+        if held == version:
+            continue
+        change = recent.get(doc_id)
+        if (
+            change is not None
+            and change.patch is not None
+            and change.version == version
+            and change.prev_version == held
+        ):
+            out.append(_patch(change))
+        else:
             out.append(_put(collection, doc_id, version, doc))
-            channel.held[doc_id] = version
+        channel.held[doc_id] = version
     return out
+
+
+_ABSENT = object()
 
 
 def replay(query_filter: CompiledFilter, collection: str, changes: Iterable[Change]) -> WireChanges:
