@@ -203,6 +203,7 @@ class Relay:
         self.batch = batch
         self.interval = interval
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def run_once(self, now: float | None = None) -> int:
         """Claim, publish and delete one batch of old rows; returns how many were published."""
@@ -247,7 +248,12 @@ class Relay:
         self._stop.clear()
         thread = threading.Thread(target=self.run_forever, name="livesync-relay", daemon=True)
         thread.start()
+        self._thread = thread
         return thread
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and wait for the thread, so no connection outlives the relay."""
         self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)

@@ -263,3 +263,53 @@ async def test_a_slow_client_is_cut_off_with_a_resumable_code(database_url: str)
             assert "livesync_slow_disconnects_total 1" in metrics
     finally:
         live.close()
+
+
+async def test_silent_clients_are_closed_with_a_resumable_code(database_url: str) -> None:
+    live = make_live(database_url, ping_interval=0.2, ping_timeout=0.5)
+    live.collection(Item, publish=True)
+    try:
+        async with running_gateway(live) as port, connected(port) as client:
+            assert (await client.recv_type("ping"))["type"] == "ping"  # the server pings
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                while True:  # never answer
+                    await asyncio.wait_for(client.ws.recv(), TIMEOUT)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 4002
+    finally:
+        live.close()
+
+
+async def test_the_blueprint_mounts_into_an_existing_app(database_url: str) -> None:
+    from sanic import Sanic
+    from sanic.response import text
+
+    live = make_live(database_url)
+    live.collection(Item, publish=True)
+    app = Sanic("existing_app")
+
+    @app.get("/")
+    async def home(request: Any) -> Any:
+        return text("the app's own page")
+
+    app.blueprint(live.blueprint("/realtime"))
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = await app.create_server(sock=sock, return_asyncio_server=True)
+    assert server is not None
+    await server.startup()
+    await server.before_start()
+    await server.after_start()
+    try:
+        assert await in_thread(_get, port, "/") == b"the app's own page"
+        async with websockets.connect(f"ws://127.0.0.1:{port}/realtime") as ws:
+            await ws.send(orjson.dumps({"type": "hello", "v": [1]}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "welcome"
+    finally:
+        await server.before_stop()
+        await server.close()
+        await server.after_stop()
+        sock.close()
+        live.close()

@@ -102,3 +102,29 @@ async def test_clients_converge_after_redis_loses_its_history(
             assert [c["id"] for p in tx["parts"] for c in p["ch"]] == ["3"]
     finally:
         live.close()
+
+
+async def test_dropped_redis_connections_lose_nothing(
+    database_url: str, redis_server: RedisServer
+) -> None:
+    import redis
+
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    live = make_live(database_url, url, outbox_grace=0.5, relay_interval=0.1)
+    live.collection(Item, publish=True)
+    admin = redis.Redis.from_url(url)
+    try:
+        async with running_gateway(live) as port, connected(port) as client:
+            await client.subscribe("all", "t_items")
+            for item_id in range(1, 11):
+                await asyncio.to_thread(write, live, item_id)
+                if item_id % 3 == 0:  # cut every client connection, the gateway's included
+                    admin.client_kill_filter(_type="normal", skipme=True)
+            seen: set[str] = set()
+            while len(seen) < 10:
+                tx = await client.recv_type("tx")
+                seen.update(c["id"] for p in tx["parts"] for c in p["ch"])
+            assert seen == {str(i) for i in range(1, 11)}
+    finally:
+        admin.close()
+        live.close()

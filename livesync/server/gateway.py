@@ -74,7 +74,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.hub.stop()
         if self._relay is not None:
-            self._relay.stop()
+            await asyncio.to_thread(self._relay.stop)
         await self.live.broker.aclose()
 
     # ------------------------------------------------------------------ one connection
