@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     origins: list[str] = Field(default_factory=list)
     """Origins allowed to open the websocket; empty means the request's own host only."""
 
+    websocket_path: str = "/live"
+    """Where ``live.app`` serves the websocket."""
+
     ping_interval: float = Field(25.0, gt=0)
     """Seconds between server pings."""
 

@@ -359,7 +359,7 @@ class LiveSync:
         """A ready Sanic app: ``/live`` websocket, ``/healthz``, ``/metrics``."""
         from .server.gateway import create_app
 
-        return create_app(self)
+        return create_app(self, self.settings.websocket_path)
 
     def blueprint(self, path: str = "/live") -> Any:
         """A Sanic blueprint mounting livesync into an existing app."""

@@ -22,10 +22,17 @@ TIMEOUT = 5.0 * float(os.environ.get("LIVESYNC_TEST_TIMEOUT_FACTOR", "1"))
 @asynccontextmanager
 async def running_gateway(live: LiveSync) -> AsyncIterator[int]:
     """Serve ``live.app`` on 127.0.0.1 and yield its port; stop it afterwards."""
+    async with running_app(live.app) as port:
+        yield port
+
+
+@asynccontextmanager
+async def running_app(app: Any) -> AsyncIterator[int]:
+    """Serve any Sanic app on a free port of 127.0.0.1, with its listeners run."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = await live.app.create_server(sock=sock, return_asyncio_server=True)
+    server = await app.create_server(sock=sock, return_asyncio_server=True)
     assert server is not None
     await server.startup()
     await server.before_start()

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from livesync import LiveSync
 from livesync.publications import Context, Forbidden
 from tests.conftest import make_live
-from tests.gateway_support import TIMEOUT, connected, running_gateway
+from tests.gateway_support import TIMEOUT, connected, running_app, running_gateway
 from tests.models import Item
 
 
@@ -292,24 +292,11 @@ async def test_the_blueprint_mounts_into_an_existing_app(database_url: str) -> N
         return text("the app's own page")
 
     app.blueprint(live.blueprint("/realtime"))
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = await app.create_server(sock=sock, return_asyncio_server=True)
-    assert server is not None
-    await server.startup()
-    await server.before_start()
-    await server.after_start()
     try:
-        assert await in_thread(_get, port, "/") == b"the app's own page"
-        async with websockets.connect(f"ws://127.0.0.1:{port}/realtime") as ws:
-            await ws.send(orjson.dumps({"type": "hello", "v": [1]}).decode())
-            assert orjson.loads(await ws.recv())["type"] == "welcome"
+        async with running_app(app) as port:
+            assert await in_thread(_get, port, "/") == b"the app's own page"
+            async with websockets.connect(f"ws://127.0.0.1:{port}/realtime") as ws:
+                await ws.send(orjson.dumps({"type": "hello", "v": [1]}).decode())
+                assert orjson.loads(await ws.recv())["type"] == "welcome"
     finally:
-        await server.before_stop()
-        await server.close()
-        await server.after_stop()
-        sock.close()
         live.close()
