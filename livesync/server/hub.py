@@ -125,6 +125,9 @@ class Hub:
                 else:
                     self.deliver(entry.offset, changeset)
                 self.position = Position(self.position.epoch, entry.offset)
+                # Let the connections' writer tasks drain between change sets: delivering
+                # a whole batch first would queue batch x clients frames at once.
+                await asyncio.sleep(0)
 
     # ------------------------------------------------------------------ fan-out
     def deliver(self, pos: int, changeset: ChangeSet) -> None:
@@ -159,10 +162,11 @@ class Hub:
             self._send(outlet, keys, frame)
 
     def _send(self, outlet: Outlet, keys: list[str], frame: str) -> None:
-        buffered = [k for k in keys if k in outlet.buffering]
-        if buffered:
-            outlet.buffering[buffered[0]].append(frame)
-            return
+        if outlet.buffering:  # only while one of its subscriptions is starting
+            buffered = [k for k in keys if k in outlet.buffering]
+            if buffered:
+                outlet.buffering[buffered[0]].append(frame)
+                return
         self.stats.frames_out += 1
         self.stats.bytes_out += len(frame)
         outlet.send(frame)
