@@ -241,7 +241,6 @@ class ServerConnection:
     version: int | None = None
     subscriptions: set[str] = field(default_factory=set)
     bucket: TokenBucket | None = None
-    queued_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.bucket is None:
@@ -320,22 +319,18 @@ class ServerConnection:
         self.subscriptions.discard(sub_id)
 
     # ------------------------------------------------------------------ backpressure
-    def queued(self, size: int) -> Close | None:
-        """Account ``size`` bytes waiting to be sent; a Close if the client is too slow.
+    def backlog(self, buffered: int, size: int) -> Close | None:
+        """Check a frame of ``size`` bytes against the ``buffered`` bytes still unsent.
 
-        The bound applies to the backlog: a single frame larger than ``max_queue_bytes``
-        (one big transaction) is accepted when nothing else is waiting, or a client could
-        never get past it: it would reconnect, resume, and be cut off again forever.
+        Returns a Close (4001, resumable) when the backlog would outgrow
+        ``max_queue_bytes``. A single frame larger than the bound is accepted when nothing
+        is buffered (one big transaction), or a client could never get past it: it would
+        reconnect, resume, and be cut off again forever.
         """
-        if self.queued_bytes and self.queued_bytes + size > self.limits.max_queue_bytes:
+        if buffered and buffered + size > self.limits.max_queue_bytes:
             self.state = State.CLOSED
             return Close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from your position")
-        self.queued_bytes += size
         return None
-
-    def drained(self, size: int) -> None:
-        """Account ``size`` bytes the transport finished writing."""
-        self.queued_bytes = max(0, self.queued_bytes - size)
 
     # ------------------------------------------------------------------ helpers
     def _refuse(self, code: ErrorCode, message: str, ref: str | None = None) -> list[Event]:

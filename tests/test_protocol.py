@@ -192,12 +192,9 @@ def test_token_bucket() -> None:
 
 def test_slow_consumers_are_closed_with_a_resumable_code() -> None:
     conn = open_connection(Limits(max_queue_bytes=1000))
-    assert conn.queued(5000) is None  # one big frame alone is always accepted
-    conn.drained(5000)
-    assert conn.queued(600) is None
-    conn.drained(500)
-    assert conn.queued(800) is None
-    close = conn.queued(200)
+    assert conn.backlog(0, 5000) is None  # one big frame alone is always accepted
+    assert conn.backlog(600, 400) is None
+    close = conn.backlog(800, 300)
     assert close is not None and close.code is CloseCode.SLOW_CONSUMER and close.code.reconnect
     assert conn.state is State.CLOSED
 

@@ -1,10 +1,11 @@
 """The Sanic side: one websocket connection's loop, health, metrics, and the app factory.
 
-Each connection runs two tasks: this reader, which feeds frames to the sans-I/O
-:class:`~livesync.protocol.ServerConnection` and acts on its events, and a writer that
-drains the connection's outbound queue. The hub never awaits a connection: it appends
-bytes to the queue, and the protocol core closes a connection whose queue outgrows
-``max_queue_bytes`` with the resumable code 4001.
+Each connection runs one reader task, which feeds frames to the sans-I/O
+:class:`~livesync.protocol.ServerConnection` and acts on its events. Outbound frames are
+written straight to the connection's transport (:mod:`livesync.server.frames`): the hub
+never awaits a connection, and the transport's write buffer is the outbound queue. The
+protocol core closes a connection whose buffered backlog outgrows ``max_queue_bytes``
+with the resumable code 4001.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import inspect
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -38,6 +38,7 @@ from ..protocol import (
 )
 from ..publications import Context, SubscriptionError
 from ..tokens import TokenError
+from .frames import text_header
 from .hub import Frame, Hub, Outlet
 
 if TYPE_CHECKING:
@@ -83,25 +84,30 @@ class Gateway:
             await ws.close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
             return
         conn = ServerConnection(self.limits)
-        queue: deque[str] = deque()
-        wake = asyncio.Event()
+        transport = ws.io_proto.transport
         closing: list[Close] = []
+        closers: set[asyncio.Task[None]] = set()
 
-        def send(data: Frame) -> None:
+        def close(event: Close) -> None:
             if closing:
                 return
-            if isinstance(data, bytes):
-                data = data.decode()  # shared tx frames arrive decoded once, as str
-            overflow = conn.queued(len(data))
+            closing.append(event)
+            task = asyncio.create_task(ws.close(int(event.code), event.reason))
+            closers.add(task)  # the reader's recv() then ends, and the loop exits
+
+        def send(data: Frame) -> None:
+            """Write a frame now; the hub never awaits a connection."""
+            if closing or transport.is_closing():
+                return
+            payload = data.encode() if isinstance(data, str) else data
+            overflow = conn.backlog(transport.get_write_buffer_size(), len(payload))
             if overflow is not None:
                 self.slow_disconnects += 1
-                closing.append(overflow)
-            else:
-                queue.append(data)
-            wake.set()
+                close(overflow)
+                return
+            transport.writelines((text_header(len(payload)), payload))
 
         outlet = Outlet(send, conn.ended)
-        writer = asyncio.create_task(self._write(ws, conn, queue, wake, closing))
         pinger = asyncio.create_task(self._ping(send))
         session = uuid.uuid4().hex[:12]
         ctx: Context | None = None
@@ -111,8 +117,7 @@ class Gateway:
                 try:
                     frame = await asyncio.wait_for(ws.recv(), self.live.settings.ping_timeout)
                 except TimeoutError:
-                    closing.append(Close(CloseCode.PING_TIMEOUT, "no message in time"))
-                    wake.set()
+                    close(Close(CloseCode.PING_TIMEOUT, "no message in time"))
                     break
                 if frame is None:
                     break
@@ -120,22 +125,19 @@ class Gateway:
                     if isinstance(event, Send):
                         send(event.data)
                     elif isinstance(event, Close):
-                        closing.append(event)
-                        wake.set()
+                        close(event)
                     elif isinstance(event, Received):
                         ctx = await self._handle(
-                            event.message, request, ctx, session, outlet, conn, send, closing
+                            event.message, request, ctx, session, outlet, conn, send, close
                         )
-                        if closing:  # the handshake was refused
-                            wake.set()
-            await writer
+            if closers:
+                await asyncio.gather(*closers, return_exceptions=True)
         finally:
             self.connections -= 1
             for task in list(outlet.tasks):
                 task.cancel()
             self.hub.drop(outlet)
             pinger.cancel()
-            writer.cancel()
 
     async def _handle(
         self,
@@ -146,17 +148,17 @@ class Gateway:
         outlet: Outlet,
         conn: ServerConnection,
         send: Callable[[Frame], None],
-        closing: list[Close],
+        close: Callable[[Close], None],
     ) -> Context | None:
         if isinstance(message, Hello):
             try:
                 identity = await _call(self.live.authenticator, message.token, request)
             except TokenError as exc:
                 code = CloseCode.TOKEN_EXPIRED if exc.expired else CloseCode.UNAUTHORIZED
-                closing.append(Close(code, str(exc)))
+                close(Close(code, str(exc)))
                 return None
             except Unauthorized as exc:
-                closing.append(Close(CloseCode.UNAUTHORIZED, str(exc) or "unauthorized"))
+                close(Close(CloseCode.UNAUTHORIZED, str(exc) or "unauthorized"))
                 return None
             welcome = encode(
                 "welcome",
@@ -216,26 +218,6 @@ class Gateway:
             send(
                 encode("nosub", sub=sub_id, code=ErrorCode.INTERNAL, message="internal error").data
             )
-
-    async def _write(
-        self,
-        ws: Any,
-        conn: ServerConnection,
-        queue: deque[str],
-        wake: asyncio.Event,
-        closing: list[Close],
-    ) -> None:
-        while True:
-            while queue:
-                data = queue.popleft()
-                await ws.send(data)
-                conn.drained(len(data))
-            if closing:
-                close = closing[0]
-                await ws.close(int(close.code), close.reason)
-                return
-            wake.clear()
-            await wake.wait()
 
     async def _ping(self, send: Callable[[Frame], None]) -> None:
         frame = orjson.dumps({"type": "ping"})

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("livesync.hub")
 
 
-Frame = bytes | str  # str for shared tx frames: decoded once, not once per recipient
+Frame = bytes | str  # UTF-8 JSON; shared tx frames are one bytes object for all recipients
 
 
 @dataclass(eq=False)
@@ -146,7 +146,7 @@ class Hub:
         if not routed:
             return
         parts = {key: encode_part(key, changes) for key, changes in routed.items()}
-        single: dict[str, str] = {}
+        single: dict[str, bytes] = {}
         per_outlet: dict[Outlet, list[str]] = {}
         for key in parts:
             for outlet in self.subscribers.get(key, ()):
@@ -156,12 +156,12 @@ class Hub:
                 key = keys[0]
                 frame = single.get(key)
                 if frame is None:
-                    frame = single[key] = tx_frame(pos, [parts[key]]).decode()
+                    frame = single[key] = tx_frame(pos, [parts[key]])
             else:
-                frame = tx_frame(pos, [parts[k] for k in keys]).decode()
+                frame = tx_frame(pos, [parts[k] for k in keys])
             self._send(outlet, keys, frame)
 
-    def _send(self, outlet: Outlet, keys: list[str], frame: str) -> None:
+    def _send(self, outlet: Outlet, keys: list[str], frame: bytes) -> None:
         if outlet.buffering:  # only while one of its subscriptions is starting
             buffered = [k for k in keys if k in outlet.buffering]
             if buffered:
