@@ -102,8 +102,8 @@ class CacheClient:
                     continue
                 if not all(self._change(sub, c) for c in part["ch"]):
                     self.gaps += 1  # resubscribe from the last position: the server repairs
+                    # Keep the key: the replayed frames that precede ``ready`` carry it.
                     await ws.send(orjson.dumps({"type": "unsub", "id": sub_id}).decode())
-                    sub.key = None
                     await self._subscribe(ws, sub_id)
                     continue
                 if sub.since is not None:

@@ -65,14 +65,19 @@ class Gateway:
         self._relay: Any = None
         self._backlog = 0
         self._backlog_at = 0.0
+        self.outlets: set[Outlet] = set()
+        self._pinger: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.hub.start()
+        self._pinger = asyncio.create_task(self._ping_all())
         if self.live.settings.run_relay:
             self._relay = self.live.relay()
             self._relay.start()
 
     async def stop(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
         await self.hub.stop()
         if self._relay is not None:
             await asyncio.to_thread(self._relay.stop)
@@ -108,7 +113,7 @@ class Gateway:
             transport.writelines((text_header(len(payload)), payload))
 
         outlet = Outlet(send, conn.ended)
-        pinger = asyncio.create_task(self._ping(send))
+        self.outlets.add(outlet)
         session = uuid.uuid4().hex[:12]
         ctx: Context | None = None
         self.connections += 1
@@ -137,7 +142,7 @@ class Gateway:
             for task in list(outlet.tasks):
                 task.cancel()
             self.hub.drop(outlet)
-            pinger.cancel()
+            self.outlets.discard(outlet)
 
     async def _handle(
         self,
@@ -219,11 +224,13 @@ class Gateway:
                 encode("nosub", sub=sub_id, code=ErrorCode.INTERNAL, message="internal error").data
             )
 
-    async def _ping(self, send: Callable[[Frame], None]) -> None:
+    async def _ping_all(self) -> None:
+        """One timer pings every connection: no ping task per connection."""
         frame = orjson.dumps({"type": "ping"})
         while True:
             await asyncio.sleep(self.live.settings.ping_interval)
-            send(frame)
+            for outlet in list(self.outlets):
+                outlet.send(frame)
 
     def _origin_allowed(self, request: Request) -> bool:
         origin = request.headers.get("origin")
