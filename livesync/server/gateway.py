@@ -110,7 +110,10 @@ class Gateway:
                 self.slow_disconnects += 1
                 close(overflow)
                 return
-            transport.writelines((text_header(len(payload)), payload))
+            try:
+                transport.writelines((text_header(len(payload)), payload))
+            except (RuntimeError, OSError):  # closed under us (EOF written, reset): stop
+                closing.append(Close(CloseCode.GOING_AWAY, "connection lost"))
 
         outlet = Outlet(send, conn.ended)
         self.outlets.add(outlet)

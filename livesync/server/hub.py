@@ -123,7 +123,13 @@ class Hub:
                 except ValueError:
                     log.error("skipping undecodable change log entry %d", entry.offset)
                 else:
-                    self.deliver(entry.offset, changeset)
+                    try:
+                        self.deliver(entry.offset, changeset)
+                    except Exception:
+                        # A bug must not stop the hub: every channel restarts from a fresh
+                        # snapshot, which is always correct.
+                        log.exception("delivering change set %d failed", entry.offset)
+                        self._reset_all("internal")
                 self.position = Position(self.position.epoch, entry.offset)
                 # Let the connections' writer tasks drain between change sets: delivering
                 # a whole batch first would queue batch x clients frames at once.
@@ -169,7 +175,11 @@ class Hub:
                 return
         self.stats.frames_out += 1
         self.stats.bytes_out += len(frame)
-        outlet.send(frame)
+        try:
+            outlet.send(frame)
+        except Exception:  # one broken connection must not stop the others' fan-out
+            log.exception("sending to a connection failed; dropping it")
+            self.drop(outlet)
 
     # ------------------------------------------------------------------ subscriptions
     async def subscribe(
