@@ -300,3 +300,34 @@ async def test_the_blueprint_mounts_into_an_existing_app(database_url: str) -> N
                 assert orjson.loads(await ws.recv())["type"] == "welcome"
     finally:
         live.close()
+
+
+async def test_a_custom_authenticator_decides_who_connects(database_url: str) -> None:
+    from livesync.server import Unauthorized
+
+    live = make_live(database_url)
+    live.collection(Item)
+
+    @live.authenticate
+    async def by_header(token: str | None, request: Any) -> Any:
+        if request.headers.get("x-user") is None:
+            raise Unauthorized("who are you?")
+        return {"user": request.headers["x-user"]}
+
+    @live.publication("mine")
+    def mine(ctx: Context) -> Any:
+        return select(Item).where(Item.title == ctx.identity["user"])
+
+    try:
+        async with running_gateway(live) as port:
+            async with websockets.connect(f"ws://127.0.0.1:{port}/live") as ws:
+                await ws.send(orjson.dumps({"type": "hello", "v": [1]}).decode())
+                with pytest.raises(websockets.ConnectionClosed) as info:
+                    await asyncio.wait_for(ws.recv(), TIMEOUT)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 4503
+            await in_thread(write, live, Item(id=1, title="ada"), Item(id=2, title="bob"))
+            async with connected(port, **{"x-user": "ada"}) as client:
+                docs, _ = await client.subscribe("mine", "mine")
+                assert [d["id"] for d in docs] == ["1"]
+    finally:
+        live.close()
