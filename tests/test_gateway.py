@@ -331,3 +331,33 @@ async def test_a_custom_authenticator_decides_who_connects(database_url: str) ->
                 assert [d["id"] for d in docs] == ["1"]
     finally:
         live.close()
+
+
+async def test_a_channel_survives_its_creator_leaving_mid_snapshot(
+    gateway: tuple[LiveSync, int],
+) -> None:
+    import time
+
+    live, port = gateway
+    hub = live.app.ctx.gateway.hub
+    real_read = hub._read
+    calls = 0
+
+    def slow_read(query: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            time.sleep(0.5)  # the creator's snapshot takes a while...
+        return real_read(query)
+
+    hub._read = slow_read
+    async with connected(port) as late:
+        async with connected(port) as creator:
+            await creator.send(type="sub", id="all", pub="t_items")
+            await asyncio.sleep(0.1)
+            _, ready = await late.subscribe("all", "t_items")  # joins the unfinished channel
+            assert ready["type"] == "ready"
+        # The creator left before its snapshot finished; the late subscriber still goes live.
+        await asyncio.sleep(0.6)
+        await in_thread(write, live, Item(id=1, title="after"))
+        assert changes(await late.recv_type("tx")) == [("put", "t_items", "1")]

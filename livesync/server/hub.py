@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..brokers import HistoryLost, Position
 from ..changes import ChangeSet
-from ..matching import NotCompilable, compile_predicate
+from ..matching import CompiledFilter, NotCompilable, compile_predicate
 from ..protocol import Limits, encode
 from ..publications import Query
 from .router import Channel, Router, WireChanges, diff_results, encode_part, replay, tx_frame
@@ -188,7 +188,6 @@ class Hub:
         """Register, send the snapshot (or the missed changes) and ``ready``, then go live."""
         key = query.key
         channel = self.router.channels.get(key)
-        new_channel = channel is None
         if channel is None:
             channel = Channel(key, query, self._compile(query))
             self.router.add(channel)
@@ -200,11 +199,13 @@ class Hub:
             resumed = False
             if since is not None and channel.compiled is not None and channel.query.limit is None:
                 resumed = await self._replay(outlet, channel, since, registered_at)
-            if not resumed or new_channel:
+            if not resumed or not channel.ready:
                 rows = await asyncio.to_thread(self._read, query)
                 if not resumed:
                     self._send_snapshot(outlet, sub_id, rows)
-                if new_channel:
+                # Whoever reads a snapshot first starts the channel: usually its creator,
+                # but also a later subscriber if the creator disconnected mid-snapshot.
+                if not channel.ready:
                     self._start_channel(channel, rows)
             ready = encode(
                 "ready",
@@ -221,7 +222,7 @@ class Hub:
         for frame in outlet.buffering.pop(key, []):
             outlet.send(frame)
 
-    def _compile(self, query: Query) -> Any:
+    def _compile(self, query: Query) -> CompiledFilter | None:
         if query.limit is not None:
             return None  # windows are kept exact by re-running the query (see router)
         try:
