@@ -22,8 +22,14 @@ publication ``bench_fanout_items``). Measured, in this order:
 The machine is small and noisy (2 shared cores for server, clients, writer, PostgreSQL and
 Redis), so the report puts the ratios livesync/raw first; both run in the same invocation.
 
+A third, optional server, ``socketio`` (``bench/baselines/socketio_server.py``: a
+python-socketio ``AsyncServer`` under uvicorn whose ``AsyncRedisManager`` relays what the
+writer emits through ``socketio.RedisManager``; its clients speak Engine.IO v4 over a plain
+websocket), needs ``pip install python-socketio uvicorn`` (not project dependencies).
+
 Usage: ``python bench/fanout.py [--quick] [--clients 100,1000] [--servers livesync,raw]
-[--json PATH] [--py-spy DIR]`` (needs ``npm install`` in ``bench/`` once).
+[--json PATH] [--py-spy DIR]`` (needs ``npm install`` in ``bench/`` once); ``--servers``
+takes any of ``livesync``, ``raw``, ``socketio``.
 """
 
 from __future__ import annotations
@@ -308,6 +314,15 @@ class LiveSyncServer(Server):
                 client.delete(*keys)
 
 
+def baseline_frame(n: int, t: float) -> dict[str, Any]:
+    """What the baselines deliver: the shape and about the size of livesync's frame for one
+    updated row, plus the writer's time ``t``."""
+    change = {"c": "bench_fanout_items", "id": str(n % ROWS), "op": "patch", "v": n + 1,
+              "pv": n, "p": [{"op": "replace", "path": "/data/t", "value": t}]}  # fmt: skip
+    parts = [{"key": "0123456789abcdef", "ch": [change]}]
+    return {"type": "tx", "pos": n, "parts": parts, "t": t}
+
+
 class RawServer(Server):
     name, mode = "raw", "raw"
 
@@ -325,14 +340,10 @@ class RawServer(Server):
         self.counter = 0
 
     def write(self, slot: int = 0) -> float:
-        # The same shape and about the same size as the livesync frame for one updated row.
         self.counter += 1
-        n = self.counter
         t = time.time()
-        change = {"c": "bench_fanout_items", "id": str(n % ROWS), "op": "patch", "v": n + 1,
-                  "pv": n, "p": [{"op": "replace", "path": "/data/t", "value": t}]}  # fmt: skip
-        frame = {"type": "tx", "pos": n, "parts": [{"key": "0123456789abcdef", "ch": [change]}]}
-        self.redis.publish(self.channel, json.dumps({**frame, "t": t}, separators=(",", ":")))
+        frame = baseline_frame(self.counter, t)
+        self.redis.publish(self.channel, json.dumps(frame, separators=(",", ":")))
         return time.time() - t
 
     def close(self) -> None:
@@ -340,7 +351,45 @@ class RawServer(Server):
         self.redis.close()
 
 
-SERVERS: dict[str, Callable[[str], Server]] = {"livesync": LiveSyncServer, "raw": RawServer}
+class SocketIOServer(Server):
+    """python-socketio (``bench/baselines/socketio_server.py``) fed by its Redis manager."""
+
+    name, mode = "socketio", "socketio"
+
+    def __init__(self, topic: str) -> None:
+        import socketio  # not a project dependency: pip install python-socketio uvicorn
+
+        self.channel = topic
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/socket.io/?EIO=4&transport=websocket"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "baselines" / "socketio_server.py"), "--port",
+             str(self.port), "--redis-url", REDIS_URL, "--channel", self.channel],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: tcp_open(self.port), 30, "python-socketio server", self.proc)
+        # The writer side of the manager: emit() PUBLISHes the JSON the server's manager reads.
+        self.manager = socketio.RedisManager(REDIS_URL, channel=self.channel, write_only=True)
+        self.counter = 0
+
+    def write(self, slot: int = 0) -> float:
+        # The raw baseline's frame, sent to every client as the event "tx" (42["tx",{...}]).
+        self.counter += 1
+        t = time.time()
+        self.manager.emit("tx", baseline_frame(self.counter, t))
+        return time.time() - t
+
+    def close(self) -> None:
+        stop_process(self.proc)
+        if (client := getattr(self.manager, "redis", None)) is not None:  # set at first emit
+            client.close()
+
+
+SERVERS: dict[str, Callable[[str], Server]] = {
+    "livesync": LiveSyncServer,
+    "raw": RawServer,
+    "socketio": SocketIOServer,
+}
 
 
 @contextlib.contextmanager

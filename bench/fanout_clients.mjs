@@ -118,15 +118,26 @@ function open(index) {
     ws.on("message", (data) => {
       const text = data.toString();
       if (mode === "socketio") {
-        if (text === "2") return ws.send("3"); // engine.io ping -> pong
-        if (text.startsWith("0")) return ws.send("40");
-        if (text.startsWith("40")) return up();
+        // Engine.IO packet type first, then (type 4, "message") the Socket.IO packet type.
         if (text.startsWith("42")) {
-          const [, payload] = JSON.parse(text.slice(2));
+          const [, payload] = JSON.parse(text.slice(2)); // 42["event",payload]
           const msg = typeof payload === "string" ? JSON.parse(payload) : payload;
           return record(msg.t, data.length);
         }
-        return;
+        if (text === "2") return ws.send("3"); // engine.io ping -> pong
+        if (text.startsWith("0")) return ws.send("40"); // open 0{sid,...}: join namespace "/"
+        if (text.startsWith("40")) return up(); // namespace joined: 40{"sid":...}
+        if (text.startsWith("44") || text.startsWith("41") || text === "1") {
+          // connect_error, namespace disconnect, engine.io close
+          process.stderr.write(`client ${index}: ${text}\n`);
+          if (!done) {
+            failures += 1;
+            done = true;
+            resolve(false);
+          }
+          return ws.close();
+        }
+        return; // "6" noop and anything else
       }
       if (mode === "raw") return record(JSON.parse(text).t, data.length);
       const msg = JSON.parse(text);
