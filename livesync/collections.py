@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Row, inspect, select, tuple_
+from sqlalchemy import ColumnElement, Integer, Row, Select, inspect, select, tuple_
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Mapper, declared_attr, mapped_column
 from sqlalchemy.sql.schema import Column, Table
@@ -184,13 +184,16 @@ class Collection:
         return values
 
     def read(
-        self, connection: Connection, where: ColumnElement[bool] | None = None
+        self, connection: Connection, statement: Select[Any] | None = None
     ) -> list[tuple[str, int, dict[str, Any]]]:
-        """``(id, version, document)`` of every row (matching ``where``), built as capture
-        builds them: what a fully caught-up reader must hold."""
-        query = select(*self.columns)
-        if where is not None:
-            query = query.where(where)
+        """``(id, version, document)`` of every row (of ``statement``, a ``select()`` over
+        this model, keeping its where, order and limit), built as capture builds them: what
+        a fully caught-up reader must hold."""
+        query = (
+            select(*self.columns)
+            if statement is None
+            else statement.with_only_columns(*self.columns)
+        )
         return [
             (encode_id(self.pk_of_row(row)), self.version_of_row(row), self.document_from_row(row))
             for row in connection.execute(query)

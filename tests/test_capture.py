@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import jsonpatch
@@ -548,10 +547,6 @@ def test_changesets_roundtrip_through_their_encoding() -> None:
         ChangeSet.decode(b'{"format": 1, "id": "x"}')
     with pytest.raises(ValueError, match="format"):
         ChangeSet.decode(b'{"format": 99}')
-
-
-def test_base64_is_the_bytes_representation() -> None:
-    assert base64.b64decode("AAE=") == b"\x00\x01"
 
 
 def test_delete_and_reinsert_in_one_transaction_keeps_versions_growing(live: LiveSync) -> None:

@@ -53,16 +53,8 @@ def writer(live: LiveSync, stop: threading.Event, seed: int) -> int:
 
 def expected(live: LiveSync, pub: str, params: dict[str, Any]) -> Docs:
     query = live.subscribe_query(pub, Context(None), params)
-    collection = query.collection
-    statement = query.statement.with_only_columns(*collection.columns)
     with live.engine.connect() as conn:
-        return {
-            collection.ids([collection.pk_of_row(row)])[0]: (
-                collection.version_of_row(row),
-                collection.document_from_row(row),
-            )
-            for row in conn.execute(statement)
-        }
+        return {doc_id: (v, doc) for doc_id, v, doc in query.collection.read(conn, query.statement)}
 
 
 async def test_every_cache_converges(database_url: str) -> None:

@@ -15,7 +15,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
     from ..live import LiveSync
 
 log = logging.getLogger("livesync.gateway")
-
-Authenticate = Callable[[str | None, Request], Any]
 
 
 class Unauthorized(Exception):
@@ -321,6 +319,3 @@ def create_app(live: LiveSync, path: str = "/live", name: str | None = None) -> 
     app.blueprint(bp)
     app.ctx.gateway = bp.ctx.gateway
     return app
-
-
-Authenticator = Callable[[str | None, Request], Awaitable[Any] | Any]

@@ -49,9 +49,6 @@ class Outlet:
     buffering: dict[str, list[Frame]] = field(default_factory=dict)  # key -> held frames
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # subscriptions starting
 
-    def keys(self) -> set[str]:
-        return set(self.subs.values())
-
 
 @dataclass
 class HubStats:
@@ -280,18 +277,8 @@ class Hub:
         return True
 
     def _read(self, query: Query) -> list[tuple[str, int, dict[str, Any]]]:
-        collection = query.collection
-        statement = query.statement.with_only_columns(*collection.columns)
-        engine = self.live.engine
-        with engine.connect().execution_options(livesync_readonly=True) as conn:
-            return [
-                (
-                    collection.ids([collection.pk_of_row(row)])[0],
-                    collection.version_of_row(row),
-                    collection.document_from_row(row),
-                )
-                for row in conn.execute(statement)
-            ]
+        with self.live.engine.connect().execution_options(livesync_readonly=True) as conn:
+            return query.collection.read(conn, query.statement)
 
     def unsubscribe(self, outlet: Outlet, sub_id: str) -> None:
         key = outlet.subs.pop(sub_id, None)
