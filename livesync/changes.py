@@ -80,7 +80,10 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class ChangeSet:
-    """All changes of one committed transaction, published and applied as one unit."""
+    """All changes of one committed transaction, published and applied as one unit.
+
+    Capture folds a transaction's writes per document, so a change set holds at most one
+    change per document (the gateway's router relies on it)."""
 
     changes: tuple[Change, ...]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)

@@ -139,7 +139,7 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _domain_of(column: Column[Any], pg: bool, ordering_safe: bool | None) -> _Domain:
+def domain_of(column: Column[Any], pg: bool, ordering_safe: bool | None) -> _Domain:
     type_ = column.type
 
     def of(*kinds: type, exclude: tuple[type, ...] = (), then: _Convert = _identity) -> _Convert:
@@ -455,7 +455,7 @@ class _Compiler:
         if found is None:
             raise NotCompilable(f"{elem.key!r} is not in {self.collection.name!r} documents")
         if found.key not in self.domains:
-            domain = _domain_of(found.column, self.pg, self.ordering_safe)
+            domain = domain_of(found.column, self.pg, self.ordering_safe)
             self.domains[found.key] = domain
         return found.key, self.domains[found.key]
 

@@ -78,7 +78,7 @@ MESSAGES: dict[str, MessageSpec] = {
     "sub": MessageSpec("client", ("id", "pub", "params", "since"), "subscribe"),
     "snap": MessageSpec("server", ("sub", "docs", "more"), "one chunk of a snapshot"),
     "ready": MessageSpec(
-        "server", ("sub", "key", "epoch", "pos", "resumed"), "subscription is live"
+        "server", ("sub", "key", "epoch", "pos", "resumed", "order"), "subscription is live"
     ),
     "nosub": MessageSpec("server", ("sub", "code", "message"), "subscription refused or ended"),
     "unsub": MessageSpec("client", ("id",), "unsubscribe"),

@@ -131,6 +131,14 @@ def analyse(statement: Select[Any], collection_of: Callable[[Any], Collection]) 
     if statement._group_by_clauses or statement._having_criteria or statement._distinct:
         raise TypeError("publications do not support group_by, having or distinct")
     limit = statement._limit
+    if limit is not None:
+        # Windows end their order with the primary key, so ties have one order in the
+        # database and in the gateway's copy of the window (livesync.ordering).
+        plain = [_plain(c) for c in statement._order_by_clauses]
+        ordered = {c.key for c in plain if getattr(c, "table", None) is collection.table}
+        missing = [c for c in collection.pk_columns if c.key not in ordered]
+        if missing:
+            statement = statement.order_by(*missing)
     return Query(
         collection=collection,
         statement=statement,
@@ -139,6 +147,13 @@ def analyse(statement: Select[Any], collection_of: Callable[[Any], Collection]) 
         limit=None if limit is None else int(limit),
         key=query_key(statement),
     )
+
+
+def _plain(clause: Any) -> Any:
+    """The column under ``desc()``/``asc()``/``nulls_*()`` wrappers (or the clause itself)."""
+    while hasattr(clause, "modifier") and hasattr(clause, "element"):
+        clause = clause.element
+    return clause
 
 
 def query_key(statement: Select[Any]) -> str:

@@ -104,17 +104,27 @@ async def test_windows_stay_exact(gateway: tuple[LiveSync, int]) -> None:
         Item(id=3, title="c", qty=3),
     )  # fmt: skip
     async with connected(port) as client:
-        docs, _ = await client.subscribe("top", "top_items", params={"n": 2})
-        assert sorted(d["id"] for d in docs) == ["2", "3"]
+        docs, ready = await client.subscribe("top", "top_items", params={"n": 2})
+        assert [d["id"] for d in docs] == ["3", "2"]
+        assert [(o["f"], o["desc"]) for o in ready["order"]] == [("qty", True), ("id", False)]
 
-        def drop_three() -> None:
+        # A newcomer that sorts inside pushes the last one out, in the write's own frame.
+        await in_thread(write, live, Item(id=4, title="d", qty=5))
+        tx = await client.recv_type("tx")
+        assert sorted(changes(tx)) == [("del", "t_items", "2"), ("put", "t_items", "4")]
+
+        def set_qty(item_id: int, qty: int) -> None:
             with live.sessionmaker() as s:
-                s.execute(update(Item).where(Item.id == 3).values(qty=0))
+                s.execute(update(Item).where(Item.id == item_id).values(qty=qty))
                 s.commit()
 
-        await in_thread(drop_three)
+        # A document leaving a full window: it goes at once, and the next one is fetched.
+        await in_thread(set_qty, 4, 0)
         tx = await client.recv_type("tx")
-        assert sorted(changes(tx)) == [("del", "t_items", "3"), ("put", "t_items", "1")]
+        assert changes(tx) == [("del", "t_items", "4")]
+        refill = await client.recv_type("tx")
+        assert changes(refill) == [("put", "t_items", "2")]
+        assert refill["pos"] >= tx["pos"]
 
 
 async def test_resume_sends_only_what_was_missed(gateway: tuple[LiveSync, int]) -> None:

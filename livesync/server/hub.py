@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..brokers import HistoryLost, Position
 from ..changes import ChangeSet
-from ..matching import CompiledFilter, NotCompilable, compile_predicate
+from ..matching import NotCompilable, compile_predicate
+from ..ordering import compile_order, wire_order
 from ..protocol import Limits, encode
 from ..publications import Query
-from .router import Channel, Router, WireChanges, diff_results, encode_part, replay, tx_frame
+from .router import Channel, Router, Row, WireChanges, encode_part, replay, tx_frame
+from .window import Window
 
 if TYPE_CHECKING:
     from ..live import LiveSync
@@ -186,7 +188,7 @@ class Hub:
         key = query.key
         channel = self.router.channels.get(key)
         if channel is None:
-            channel = Channel(key, query, self._compile(query))
+            channel = self._channel(query)
             self.router.add(channel)
         outlet.subs[sub_id] = key
         outlet.buffering[key] = []
@@ -211,6 +213,7 @@ class Hub:
                 epoch=registered_at.epoch,
                 pos=registered_at.offset,
                 resumed=resumed,
+                order=channel.order,
             )
             outlet.send(ready.data)
         except BaseException:
@@ -219,27 +222,31 @@ class Hub:
         for frame in outlet.buffering.pop(key, []):
             outlet.send(frame)
 
-    def _compile(self, query: Query) -> CompiledFilter | None:
-        if query.limit is not None:
-            return None  # windows are kept exact by re-running the query (see router)
+    def _channel(self, query: Query) -> Channel:
+        """A channel evaluated in Python where possible, else one that re-runs its query."""
+        dialect = self.live.engine.dialect
+        order = wire_order(query.order_by, query.collection, dialect)
         try:
-            return compile_predicate(
-                query.where,
-                query.collection,
-                self.live.engine.dialect,
-                params=query.statement.compile().params,
+            compiled = compile_predicate(
+                query.where, query.collection, dialect, params=query.statement.compile().params
             )
+            window = None
+            if query.limit is not None:
+                window = Window(
+                    compile_order(query.order_by, query.collection, dialect), query.limit
+                )
         except NotCompilable as exc:
             log.info("publication query falls back to re-running: %s", exc)
-            return None
+            return Channel(query.key, query, None, order=order)
+        return Channel(query.key, query, compiled, window, order=order)
 
-    def _start_channel(self, channel: Channel, rows: list[tuple[str, int, dict[str, Any]]]) -> None:
-        for pos, changes in self.router.start(channel.key, [(r[0], r[1]) for r in rows]):
+    def _start_channel(self, channel: Channel, rows: list[Row]) -> None:
+        for pos, changes in self.router.start(channel.key, rows):
             self._fan_out(pos, {channel.key: changes})
+        if channel.window is not None and self.router.dirty(channel.key):
+            self._schedule_requery(channel.key)  # changes while it started emptied the window
 
-    def _send_snapshot(
-        self, outlet: Outlet, sub_id: str, rows: list[tuple[str, int, dict[str, Any]]]
-    ) -> None:
+    def _send_snapshot(self, outlet: Outlet, sub_id: str, rows: list[Row]) -> None:
         chunk = self.limits.snapshot_chunk
         name = self.router.channels[outlet.subs[sub_id]].collection
         docs = [{"c": name, "id": doc_id, "v": version, "d": doc} for doc_id, version, doc in rows]
@@ -308,13 +315,20 @@ class Hub:
 
     async def _requery(self, key: str) -> None:
         try:
-            await asyncio.sleep(self.requery_delay)  # debounce bursts of changes
-            channel = self.router.channels.get(key)
-            if channel is None or not channel.ready:
+            while True:  # debounce bursts; a channel still starting may have missed them
+                await asyncio.sleep(self.requery_delay)
+                channel = self.router.channels.get(key)
+                if channel is None:
+                    return
+                if channel.ready:
+                    break
+            if not self.router.dirty(key):
                 return
             pos = self.position.offset
             rows = await asyncio.to_thread(self._read, channel.query)
-            changes = diff_results(channel, rows)
+            if self.router.channels.get(key) is not channel:
+                return  # unsubscribed or reset meanwhile
+            changes = self.router.refresh(key, rows)
             self._fan_out(pos, {key: changes} if changes else {})
         finally:
             self._requery_tasks.pop(key, None)

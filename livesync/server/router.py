@@ -12,10 +12,15 @@ once per channel, the wire changes:
 * a held document that no longer matches, or was deleted -> ``del``;
 * a change not newer than the held version -> nothing (duplicate or out of order).
 
-Channels whose query cannot be evaluated in Python (see :mod:`livesync.matching`), and
-windowed queries (``order_by`` + ``limit``), are *requery* channels: the router only marks
-them dirty when their collection changes, and the hub re-runs their query and diffs it
-(:func:`diff_results`).
+A *window* channel (``order_by`` + ``limit``, with a filter and an order both evaluated in
+Python) also keeps its ids in order (:class:`~livesync.server.window.Window`): a newcomer
+that sorts inside a full window enters and pushes the last document out, and only a document
+leaving a full window makes the channel *dirty*, so the hub fetches what comes next.
+
+Channels whose query cannot be evaluated in Python (see :mod:`livesync.matching` and
+:mod:`livesync.ordering`) are *requery* channels: the router only marks them dirty when
+their collection changes. The hub re-runs a dirty channel's query and the router diffs the
+result against what the channel held (:meth:`Router.refresh`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import orjson
 from ..changes import Change, ChangeSet
 from ..matching import CompiledFilter, SubscriptionIndex
 from ..publications import Query
+from .window import Window
 
 WireChange = dict[str, Any]
 
@@ -40,6 +46,8 @@ class Channel:
     key: str
     query: Query
     compiled: CompiledFilter | None  # None: a requery channel
+    window: Window | None = None  # a window channel kept in memory
+    order: list[dict[str, Any]] | None = None  # ready.order: how clients sort the documents
     held: dict[str, int | None] = field(default_factory=dict)
     ready: bool = False
     pending: list[tuple[int, ChangeSet]] = field(default_factory=list)
@@ -77,12 +85,14 @@ class Router:
         self._index.remove(key)
         self._requery.get(channel.collection, set()).discard(key)
 
-    def start(self, key: str, rows: Iterable[tuple[str, int]]) -> list[tuple[int, WireChanges]]:
-        """Mark a channel initialised from a snapshot of ``(id, version)`` rows, and route the
-        change sets it buffered meanwhile. Returns ``(pos, changes)`` to deliver."""
+    def start(self, key: str, rows: list[Row]) -> list[tuple[int, WireChanges]]:
+        """Mark a channel initialised from a snapshot of ``(id, version, doc)`` rows, and route
+        the change sets it buffered meanwhile. Returns ``(pos, changes)`` to deliver."""
         channel = self.channels[key]
-        for doc_id, version in rows:
+        for doc_id, version, _ in rows:
             self._hold(channel, doc_id, version)
+        if channel.window is not None:
+            channel.window.load((doc_id, doc) for doc_id, _, doc in rows)
         channel.ready = True
         pending, channel.pending = channel.pending, []
         out: list[tuple[int, WireChanges]] = []
@@ -115,7 +125,50 @@ class Router:
             routed = self._route_channel(channel, changes)
             if routed:
                 out[key] = routed
+            if channel.window is not None and channel.window.short:
+                dirty.add(key)
         return out, dirty
+
+    def dirty(self, key: str) -> bool:
+        """Whether a channel still needs its query re-run (a window fetches its next rows)."""
+        channel = self.channels.get(key)
+        if channel is None or not channel.ready:
+            return False
+        return channel.compiled is None or (channel.window is not None and channel.window.short)
+
+    def refresh(self, key: str, rows: list[Row]) -> WireChanges:
+        """Wire changes turning what a channel held into a fresh result of its query.
+
+        A document still in the result whose new version came from a change the channel saw,
+        made from exactly the version it held, goes out as that change's patch; anything else
+        that changed goes out whole. A window reloads its order from the result.
+        """
+        channel = self.channels[key]
+        collection = channel.collection
+        fresh = {doc_id: (version, doc) for doc_id, version, doc in rows}
+        recent, channel.recent = channel.recent, {}
+        out: WireChanges = []
+        for doc_id in [d for d in channel.held if d not in fresh]:
+            self._release(channel, doc_id)
+            out.append(_delete(collection, doc_id, None))
+        for doc_id, (version, doc) in fresh.items():
+            held = channel.held.get(doc_id, _ABSENT)
+            if held == version:
+                continue
+            change = recent.get(doc_id)
+            if (
+                change is not None
+                and change.patch is not None
+                and change.version == version
+                and change.prev_version == held
+            ):
+                out.append(_patch(change))
+            else:
+                out.append(_put(collection, doc_id, version, doc))
+            self._hold(channel, doc_id, version)
+        if channel.window is not None:
+            channel.window.load((doc_id, doc) for doc_id, (_, doc) in fresh.items())
+        return out
 
     def _hold(self, channel: Channel, doc_id: str, version: int | None) -> None:
         channel.held[doc_id] = version
@@ -145,6 +198,15 @@ class Router:
                 continue  # stale or duplicate
             doc = change.doc
             matches = doc is not None and channel.compiled.predicate(doc)
+            window = channel.window
+            if window is not None:
+                window.discard(change.id)
+                if matches:
+                    assert doc is not None
+                    matches, evicted = window.place(change.id, doc)
+                    if evicted is not None:
+                        self._release(channel, evicted)
+                        out.append(_delete(change.collection, evicted, None))
             if matches:
                 assert doc is not None
                 self._hold(channel, change.id, change.version)
@@ -159,6 +221,7 @@ class Router:
 
 
 WireChanges = list[WireChange]
+Row = tuple[str, int, dict[str, Any]]  # a query result row: id, version, document
 
 
 def _put(collection: str, doc_id: str, version: int | None, doc: dict[str, Any]) -> WireChange:
@@ -180,38 +243,6 @@ def _delete(collection: str, doc_id: str, version: int | None) -> WireChange:
     out: WireChange = {"c": collection, "id": doc_id, "op": "del"}
     if version is not None:
         out["v"] = version
-    return out
-
-
-def diff_results(channel: Channel, rows: list[tuple[str, int, dict[str, Any]]]) -> WireChanges:
-    """Wire changes turning what a requery channel held into a fresh query result.
-
-    A document still in the result whose new version came from a change the channel saw,
-    made from exactly the version it held, goes out as that change's patch; anything else
-    that changed goes out whole.
-    """
-    collection = channel.collection
-    fresh = {doc_id: (version, doc) for doc_id, version, doc in rows}
-    recent, channel.recent = channel.recent, {}
-    out: WireChanges = []
-    for doc_id in [d for d in channel.held if d not in fresh]:
-        del channel.held[doc_id]
-        out.append(_delete(collection, doc_id, None))
-    for doc_id, (version, doc) in fresh.items():
-        held = channel.held.get(doc_id, _ABSENT)
-        if held == version:
-            continue
-        change = recent.get(doc_id)
-        if (
-            change is not None
-            and change.patch is not None
-            and change.version == version
-            and change.prev_version == held
-        ):
-            out.append(_patch(change))
-        else:
-            out.append(_put(collection, doc_id, version, doc))
-        channel.held[doc_id] = version
     return out
 
 
