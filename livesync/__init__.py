@@ -18,9 +18,11 @@ if _TYPE_CHECKING:
     from .collections import Collection, CollectionError, Versioned
     from .config import Settings
     from .documents import UnsupportedColumnType, decode_id, encode_id
-    from .errors import CaptureError, LiveSyncError
+    from .errors import CaptureError, Conflict, Invalid, LiveSyncError, NotFound, WriteError
     from .live import LiveSync
     from .outbox import Relay
+    from .publications import Context, Forbidden
+    from .writes import WriteRules
 
 _EXPORTS = {
     "Broker": "brokers",
@@ -29,15 +31,22 @@ _EXPORTS = {
     "ChangeSet": "changes",
     "Collection": "collections",
     "CollectionError": "collections",
+    "Conflict": "errors",
+    "Context": "publications",
     "Entry": "brokers",
+    "Forbidden": "publications",
     "HistoryLost": "brokers",
+    "Invalid": "errors",
     "LiveSync": "live",
     "LiveSyncError": "errors",
+    "NotFound": "errors",
     "Position": "brokers",
     "Relay": "outbox",
     "Settings": "config",
     "UnsupportedColumnType": "documents",
     "Versioned": "collections",
+    "WriteError": "errors",
+    "WriteRules": "writes",
     "connect_broker": "brokers",
     "decode_id": "documents",
     "encode_id": "documents",
@@ -50,15 +59,22 @@ __all__ = [
     "ChangeSet",
     "Collection",
     "CollectionError",
+    "Conflict",
+    "Context",
     "Entry",
+    "Forbidden",
     "HistoryLost",
+    "Invalid",
     "LiveSync",
     "LiveSyncError",
+    "NotFound",
     "Position",
     "Relay",
     "Settings",
     "UnsupportedColumnType",
     "Versioned",
+    "WriteError",
+    "WriteRules",
     "connect_broker",
     "decode_id",
     "encode_id",

@@ -44,6 +44,13 @@ Buffer = dict[tuple[str, str], PendingChange]
 _INFO_KEY = "livesync"
 _SNAPSHOT_KEY = "livesync_json"
 
+#: ``session.info`` key: set it to an id (32 hex digits) before COMMIT, and the change set
+#: sealed for that transaction carries it as :attr:`ChangeSet.id`. Capture removes the key
+#: when it seals a change set, so after COMMIT its presence means the transaction changed
+#: no live collection (nothing will be published). Client writes use it to wait for their
+#: own change set in the gateway (the ``fence``).
+CHANGESET_ID_KEY = "livesync_changeset_id"
+
 
 class CommitSink(Protocol):
     """Where sealed change sets go: into the transaction, then out after COMMIT."""
@@ -191,7 +198,8 @@ class Capture:
         changes = tuple(c for c in (p.finish() for p in merged.values()) if c is not None)
         if not changes:
             return
-        changeset = ChangeSet(changes)
+        preset = session.info.pop(CHANGESET_ID_KEY, None)
+        changeset = ChangeSet(changes) if preset is None else ChangeSet(changes, id=str(preset))
         state.sealed[root] = (changeset, self._sink.prepare(session, changeset))
 
     def _on_transaction_end(self, session: Session, txn: SessionTransaction) -> None:

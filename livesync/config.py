@@ -77,6 +77,21 @@ class Settings(BaseSettings):
     rate_per_second: float = Field(50.0, gt=0)
     rate_burst: int = Field(100, ge=1)
 
+    write_rate_per_second: float = Field(20.0, gt=0)
+    """Client writes and method calls per second per connection (beyond: ``rate-limited``)."""
+
+    write_rate_burst: int = Field(40, ge=1)
+    """Writes a connection may send at once; also the most it may have waiting to run."""
+
+    write_fence_timeout: float = Field(10.0, gt=0)
+    """Seconds the gateway waits for a write's change set before sending its fence anyway."""
+
+    request_retention: float = Field(24 * 3600.0, gt=0)
+    """Seconds an accepted write's stored ack is kept for idempotent resends."""
+
+    request_cleanup_interval: float = Field(60.0, gt=0)
+    """Seconds between deletions of stored acks older than ``request_retention``."""
+
     bulk_capture_limit: int = Field(100_000, ge=1)
     """Most rows one ORM bulk UPDATE/DELETE may touch; larger ones raise CaptureError."""
 

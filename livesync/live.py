@@ -18,12 +18,16 @@ from .capture import Capture
 from .changes import Change, ChangeSet
 from .collections import Collection, CollectionError
 from .config import Settings, load_settings
+from .dispatch import Dispatcher, Outcome
 from .documents import encode_id
+from .idempotency import RequestJanitor, RequestLog, requests_table
+from .methods import Method, MethodFunction
 from .outbox import Outbox, OutboxJanitor, Relay
-from .protocol import ErrorCode, Limits
+from .protocol import ErrorCode, Limits, Write
 from .publications import Context, Publication, Query, SubscriptionError
 from .publish import Publisher
 from .tokens import Tokens
+from .writes import Rule, WriteRules
 
 log = logging.getLogger("livesync")
 
@@ -114,6 +118,8 @@ class LiveSync:
         self._by_mapper: dict[Mapper[Any], Collection] = {}
         self._by_table: dict[Any, Collection] = {}
         self._publications: dict[str, Publication] = {}
+        self._writable: dict[str, WriteRules] = {}
+        self._methods: dict[str, Method] = {}
         self.authenticator: Callable[[str | None, Any], Any] = self._default_authenticator
         self._outbox = Outbox() if self.settings.outbox else None
         self._janitor = OutboxJanitor(
@@ -241,6 +247,95 @@ class LiveSync:
             raise SubscriptionError(ErrorCode.UNKNOWN_PUBLICATION, f"no publication {name!r}")
         return publication.resolve(ctx, params)
 
+    # ------------------------------------------------------------------ client writes
+    def allow(
+        self,
+        collection: str | Collection | type[Any],
+        *,
+        schema: type[Any],
+        immutable: Iterable[str] = (),
+        insert: Rule = None,
+        update: Rule = None,
+        delete: Rule = None,
+        conflicts: str = "reject",
+        ids: str = "uuid",
+    ) -> WriteRules:
+        """Let clients write to a live collection; nothing is writable without this.
+
+        * ``schema``: a pydantic model of the **whole** document (JSON form, as clients see
+          it); every write is validated on the document it would produce, and only the
+          schema's fields are ever assigned. Document fields outside it are read-only.
+        * ``immutable``: fields an update may not change (the key always is).
+        * ``insert(ctx, new)``, ``update(ctx, old, new)``, ``delete(ctx, old)``: ``True``
+          (anyone), a function returning truthy to allow, or ``None`` (the default:
+          denied). Functions run in the write's transaction and see JSON documents; the
+          insert and update rules see the document as it will be committed.
+        * ``conflicts``: ``"reject"`` (an update or delete must carry the version it was
+          made from, and a stale one is a ``conflict``) or ``"last-writer-wins"``.
+        * ``ids``: ``"uuid"`` (the client sends a canonical UUID as the key), ``"client"``
+          (the client sends any key value), ``"server"`` (the server assigns the key;
+          the ack returns it).
+        """
+        target = self._resolve(collection)
+        if target.name in self._writable:
+            raise CollectionError(f"{target.name} is already writable; call allow() once")
+        rules = WriteRules.build(
+            target,
+            schema,
+            immutable=immutable,
+            insert=insert,
+            update=update,
+            delete=delete,
+            conflicts=conflicts,
+            ids=ids,
+        )
+        self._writable[target.name] = rules
+        return rules
+
+    def method(self, name: str) -> Callable[[MethodFunction], MethodFunction]:
+        """Register ``f(ctx, session, **params)`` as the method ``name`` (see
+        :mod:`livesync.methods`): params validated from the annotations, one transaction
+        committed after ``f`` returns, the return value sent back in the ``ack``."""
+
+        def register(function: MethodFunction) -> MethodFunction:
+            if name in self._methods:
+                raise ValueError(f"a method named {name!r} is already registered")
+            self._methods[name] = Method(name, function)
+            return function
+
+        return register
+
+    @property
+    def writable(self) -> dict[str, WriteRules]:
+        """Write rules by collection name (a copy)."""
+        return dict(self._writable)
+
+    @property
+    def methods(self) -> dict[str, Method]:
+        """Registered methods by name (a copy)."""
+        return dict(self._methods)
+
+    def schemas(self) -> dict[str, Any]:
+        """Each writable collection's JSON Schema and write policy (``GET <path>/schemas``)."""
+        return {name: rules.describe() for name, rules in sorted(self._writable.items())}
+
+    @cached_property
+    def _dispatcher(self) -> Dispatcher:
+        return Dispatcher(
+            self.engine, self.Session, self._writable.get, self._methods, RequestLog()
+        )
+
+    def execute(
+        self, ctx: Context, message: Write, *, client: str, changeset_id: str | None = None
+    ) -> Outcome:
+        """Run one client write or method call in its own transaction (blocking).
+
+        ``client`` scopes idempotency: the same ``(client, message.id)`` is applied once
+        and answered from its stored ack afterwards. The gateway calls this from a worker
+        thread; see :mod:`livesync.dispatch`.
+        """
+        return self._dispatcher.execute(ctx, client, message, changeset_id)
+
     @property
     def collections(self) -> dict[str, Collection]:
         """Registered collections by name (a copy)."""
@@ -327,6 +422,8 @@ class LiveSync:
             snapshot_chunk=st.snapshot_chunk,
             rate_per_second=st.rate_per_second,
             rate_burst=st.rate_burst,
+            write_rate_per_second=st.write_rate_per_second,
+            write_rate_burst=st.write_rate_burst,
         )
 
     @cached_property
@@ -369,7 +466,8 @@ class LiveSync:
 
     # ------------------------------------------------------------------ operations
     def upgrade(self, revision: str = "head") -> None:
-        """Create or upgrade livesync's own tables (the outbox) with its Alembic migrations."""
+        """Create or upgrade livesync's own tables (the outbox, the stored write answers)
+        with its Alembic migrations."""
         from .migrate import upgrade
 
         upgrade(self.engine, revision)
@@ -384,6 +482,15 @@ class LiveSync:
             grace=self.settings.outbox_grace,
             batch=self.settings.relay_batch,
             interval=self.settings.relay_interval,
+        )
+
+    def request_janitor(self) -> RequestJanitor:
+        """Deletes stored write answers older than ``request_retention`` (call ``start()``)."""
+        return RequestJanitor(
+            self.engine,
+            requests_table(),
+            retention=self.settings.request_retention,
+            interval=self.settings.request_cleanup_interval,
         )
 
     def close(self) -> None:

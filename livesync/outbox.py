@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from .changes import ChangeSet
+from .periodic import Periodic
 
 log = logging.getLogger("livesync.outbox")
 
@@ -179,7 +180,7 @@ class OutboxJanitor:
         self._stopped = True
 
 
-class Relay:
+class Relay(Periodic):
     """Publishes outbox rows that their writers left behind, then deletes them.
 
     ``publish`` is the broker's synchronous publish bound to the change topic. A failure
@@ -196,14 +197,12 @@ class Relay:
         batch: int,
         interval: float,
     ) -> None:
+        super().__init__(interval)
         self._engine = engine
         self._table = table
         self._publish = publish
         self.grace = grace
         self.batch = batch
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self, now: float | None = None) -> int:
         """Claim, publish and delete one batch of old rows; returns how many were published."""
@@ -233,27 +232,10 @@ class Relay:
             count = select(func.count()).select_from(self._table)
             return int(conn.execute(count).scalar_one())
 
-    def run_forever(self) -> None:
-        """Loop until :meth:`stop`; errors are logged and retried after ``interval``."""
-        while not self._stop.is_set():
-            try:
-                while self.run_once() >= self.batch and not self._stop.is_set():
-                    pass
-            except Exception:
-                log.exception("outbox relay failed; retrying in %.1fs", self.interval)
-            self._stop.wait(self.interval)
+    thread_name = "livesync-relay"
+    failure = "outbox relay failed"
 
-    def start(self) -> threading.Thread:
-        """Run :meth:`run_forever` in a daemon thread."""
-        self._stop.clear()
-        thread = threading.Thread(target=self.run_forever, name="livesync-relay", daemon=True)
-        thread.start()
-        self._thread = thread
-        return thread
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop and wait for the thread, so no connection outlives the relay."""
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+    def tick(self) -> None:
+        """Publish batches until the outbox holds less than a full one."""
+        while self.run_once() >= self.batch and not self.stopping:
+            pass

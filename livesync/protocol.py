@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -46,7 +46,7 @@ class CloseCode(enum.IntEnum):
 
 
 class ErrorCode(enum.StrEnum):
-    """Stable ``code`` values of ``error`` and ``nosub`` messages."""
+    """Stable ``code`` values of ``error``, ``nosub`` and rejected ``ack`` messages."""
 
     MALFORMED = "malformed"  # not JSON, or not a JSON object
     UNKNOWN_TYPE = "unknown-type"
@@ -59,6 +59,9 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_SUBSCRIPTIONS = "too-many-subscriptions"
     RATE_LIMITED = "rate-limited"
     INTERNAL = "internal"
+    INVALID = "invalid"  # a write or call failed validation (``fields`` says where)
+    CONFLICT = "conflict"  # stale base version, or the document already exists
+    NOT_FOUND = "not-found"  # no such document, or no such method
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,9 @@ class MessageSpec:
 
 
 MESSAGES: dict[str, MessageSpec] = {
-    "hello": MessageSpec("client", ("v", "token"), "first frame: versions, credentials"),
+    "hello": MessageSpec(
+        "client", ("v", "token", "client"), "first frame: versions, credentials, client id"
+    ),
     "welcome": MessageSpec(
         "server", ("v", "session", "epoch", "ping_ms", "limits"), "handshake accepted"
     ),
@@ -88,9 +93,22 @@ MESSAGES: dict[str, MessageSpec] = {
     "ping": MessageSpec("both", ("id",), "liveness probe"),
     "pong": MessageSpec("both", ("id",), "answer to ping"),
     "error": MessageSpec("server", ("code", "message", "ref"), "a frame was refused"),
+    "insert": MessageSpec("client", ("id", "c", "d"), "write: insert a document"),
+    "update": MessageSpec(
+        "client", ("id", "c", "doc", "v", "patch", "set"), "write: patch or set fields"
+    ),
+    "remove": MessageSpec("client", ("id", "c", "doc", "v"), "write: delete a document"),
+    "call": MessageSpec("client", ("id", "m", "params"), "write: call a method"),
+    "ack": MessageSpec(
+        "server",
+        ("id", "ok", "doc", "v", "result", "code", "message", "fields"),
+        "a write was accepted (ok) or rejected (code)",
+    ),
+    "fence": MessageSpec("server", ("id",), "every change of an accepted write was sent"),
 }
 
 CLIENT_TYPES = frozenset(t for t, s in MESSAGES.items() if s.direction in ("client", "both"))
+WRITE_TYPES = frozenset({"insert", "update", "remove", "call"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +121,8 @@ class Limits:
     snapshot_chunk: int = 500
     rate_per_second: float = 50.0
     rate_burst: int = 100
+    write_rate_per_second: float = 20.0
+    write_rate_burst: int = 40
 
     def announce(self) -> dict[str, Any]:
         return {
@@ -111,6 +131,8 @@ class Limits:
             "max_queue_bytes": self.max_queue_bytes,
             "rate_per_second": self.rate_per_second,
             "rate_burst": self.rate_burst,
+            "write_rate_per_second": self.write_rate_per_second,
+            "write_rate_burst": self.write_rate_burst,
         }
 
 
@@ -129,6 +151,8 @@ class Hello(_Message):
     type: Literal["hello"]
     v: list[int] = Field(min_length=1, max_length=16)
     token: str | None = Field(None, max_length=8192)
+    client: str | None = Field(None, min_length=8, max_length=64)
+    """A stable id the client keeps across reconnects: the scope of write idempotency."""
 
 
 class Sub(_Message):
@@ -154,13 +178,89 @@ class Pong(_Message):
     id: str | int | None = None
 
 
-ClientMessage = Hello | Sub | Unsub | Ping | Pong
+RequestId = Annotated[str, Field(min_length=1, max_length=64)]
+CollectionName = Annotated[str, Field(min_length=1, max_length=128)]
+DocumentId = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class PatchOp(_Message):
+    """One RFC 6902 operation; the members each ``op`` requires are checked here."""
+
+    op: Literal["add", "remove", "replace", "move", "copy", "test"]
+    path: str = Field(max_length=1024)
+    from_: str | None = Field(None, alias="from", max_length=1024)
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _members(self) -> PatchOp:
+        if self.op in ("add", "replace", "test") and "value" not in self.model_fields_set:
+            raise ValueError(f"a {self.op!r} operation needs a value")
+        if self.op in ("move", "copy") and self.from_ is None:
+            raise ValueError(f"a {self.op!r} operation needs from")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """The operation as RFC 6902 JSON (for jsonpatch)."""
+        out: dict[str, Any] = {"op": self.op, "path": self.path}
+        if self.from_ is not None:
+            out["from"] = self.from_
+        if "value" in self.model_fields_set:
+            out["value"] = self.value
+        return out
+
+
+class Insert(_Message):
+    type: Literal["insert"]
+    id: RequestId
+    c: CollectionName
+    d: dict[str, Any]
+
+
+class Update(_Message):
+    """Exactly one of ``patch`` (RFC 6902 on the current document) or ``set`` (fields)."""
+
+    type: Literal["update"]
+    id: RequestId
+    c: CollectionName
+    doc: DocumentId
+    v: int | None = Field(None, ge=0)
+    patch: list[PatchOp] | None = Field(None, max_length=1000)
+    set_: dict[str, Any] | None = Field(None, alias="set")
+
+    @model_validator(mode="after")
+    def _one_change(self) -> Update:
+        if (self.patch is None) == (self.set_ is None):
+            raise ValueError("give exactly one of patch or set")
+        return self
+
+
+class Remove(_Message):
+    type: Literal["remove"]
+    id: RequestId
+    c: CollectionName
+    doc: DocumentId
+    v: int | None = Field(None, ge=0)
+
+
+class Call(_Message):
+    type: Literal["call"]
+    id: RequestId
+    m: str = Field(min_length=1, max_length=128)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+Write = Insert | Update | Remove | Call
+ClientMessage = Hello | Sub | Unsub | Ping | Pong | Insert | Update | Remove | Call
 _MODELS: dict[str, type[_Message]] = {
     "hello": Hello,
     "sub": Sub,
     "unsub": Unsub,
     "ping": Ping,
     "pong": Pong,
+    "insert": Insert,
+    "update": Update,
+    "remove": Remove,
+    "call": Call,
 }
 
 
@@ -201,7 +301,16 @@ class State(enum.Enum):
 # expected (before the handshake it is a protocol violation, and the connection closes).
 TRANSITIONS: dict[State, dict[str, State]] = {
     State.AWAITING_HELLO: {"hello": State.OPEN},
-    State.OPEN: {"sub": State.OPEN, "unsub": State.OPEN, "ping": State.OPEN, "pong": State.OPEN},
+    State.OPEN: {
+        "sub": State.OPEN,
+        "unsub": State.OPEN,
+        "ping": State.OPEN,
+        "pong": State.OPEN,
+        "insert": State.OPEN,
+        "update": State.OPEN,
+        "remove": State.OPEN,
+        "call": State.OPEN,
+    },
     State.CLOSED: {},
 }
 
@@ -234,6 +343,11 @@ class ServerConnection:
     stable code (the connection stays open), except before the handshake, where it closes
     with :attr:`CloseCode.PROTOCOL_VIOLATION`. Subscription bookkeeping here is only what
     the protocol itself checks (ids, counts); the gateway owns the data.
+
+    Writes (``insert``, ``update``, ``remove``, ``call``) count against the inbound rate
+    like every message, and against their own bucket too (``write_rate_per_second``,
+    ``write_rate_burst``); a write over that bucket is answered here by a rejected ``ack``
+    with ``rate-limited`` and never reaches the gateway.
     """
 
     limits: Limits = field(default_factory=Limits)
@@ -241,10 +355,15 @@ class ServerConnection:
     version: int | None = None
     subscriptions: set[str] = field(default_factory=set)
     bucket: TokenBucket | None = None
+    write_bucket: TokenBucket | None = None
 
     def __post_init__(self) -> None:
         if self.bucket is None:
             self.bucket = TokenBucket(self.limits.rate_per_second, self.limits.rate_burst)
+        if self.write_bucket is None:
+            self.write_bucket = TokenBucket(
+                self.limits.write_rate_per_second, self.limits.write_rate_burst
+            )
 
     def receive(self, frame: str | bytes, now: float) -> list[Event]:
         """Process one inbound frame (``now`` is a monotonic clock reading, in seconds)."""
@@ -278,6 +397,10 @@ class ServerConnection:
             message: Any = _MODELS[kind].model_validate(data)
         except ValidationError as exc:
             return self._refuse(ErrorCode.INVALID_MESSAGE, _describe(exc), ref)
+        if kind in WRITE_TYPES:
+            assert self.write_bucket is not None
+            if not self.write_bucket.allow(now):
+                return [rejected(message.id, ErrorCode.RATE_LIMITED, "too many writes; slow down")]
         return self._accept(message, allowed[kind])
 
     def _accept(self, message: ClientMessage, next_state: State) -> list[Event]:
@@ -368,6 +491,17 @@ def encode(kind: str, **fields: Any) -> Send:
     """One server frame; ``None`` fields are left out. Encoded once, sent to many."""
     payload = {"type": kind, **{k: v for k, v in fields.items() if v is not None}}
     return Send(orjson.dumps(payload))
+
+
+def rejected(
+    request: str,
+    code: ErrorCode,
+    message: str,
+    fields: list[dict[str, str]] | None = None,
+    **extra: Any,
+) -> Send:
+    """A rejected ``ack``: the request ``request`` was refused with ``code``."""
+    return encode("ack", id=request, ok=False, code=code, message=message, fields=fields, **extra)
 
 
 def wire_table() -> dict[str, Any]:

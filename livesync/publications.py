@@ -14,18 +14,18 @@ can evaluate and encode each change once per key rather than once per subscriber
 from __future__ import annotations
 
 import hashlib
-import inspect as pyinspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import ConfigDict, ValidationError, create_model
+from pydantic import ValidationError
 from sqlalchemy import Select
 from sqlalchemy.sql import ColumnElement
 
 from .collections import Collection
 from .errors import LiveSyncError
+from .params import dotted, error_locations, params_model, validate_params
 from .protocol import ErrorCode
 
 
@@ -38,7 +38,11 @@ class SubscriptionError(LiveSyncError):
 
 
 class Forbidden(SubscriptionError):
-    """Raise from a publication to refuse the current identity."""
+    """Raise from a publication, a write rule or a method to refuse the current identity.
+
+    A refused subscription gets ``nosub`` and a refused write a rejected ``ack``, both
+    with the code ``forbidden`` and this message.
+    """
 
     def __init__(self, message: str = "not allowed") -> None:
         super().__init__(ErrorCode.FORBIDDEN, message)
@@ -74,38 +78,15 @@ class Publication:
         self.name = name
         self.function = function
         self._collection_of = collections
-        signature = pyinspect.signature(function, eval_str=True)  # resolve string annotations
-        params = list(signature.parameters.values())
-        if not params or params[0].kind not in (
-            pyinspect.Parameter.POSITIONAL_ONLY,
-            pyinspect.Parameter.POSITIONAL_OR_KEYWORD,
-        ):
-            raise TypeError(f"publication {name!r} must take ctx as its first parameter")
-        fields: dict[str, Any] = {}
-        for param in params[1:]:
-            if param.kind in (pyinspect.Parameter.VAR_KEYWORD, pyinspect.Parameter.VAR_POSITIONAL):
-                raise TypeError(f"publication {name!r}: *args/**kwargs cannot be validated")
-            if param.annotation is pyinspect.Parameter.empty:
-                raise TypeError(f"publication {name!r}: parameter {param.name!r} needs a type")
-            default = ... if param.default is pyinspect.Parameter.empty else param.default
-            fields[param.name] = (param.annotation, default)
-        self._params = create_model(
-            f"{name}_params",
-            __config__=ConfigDict(extra="forbid", strict=False),
-            **fields,
-        )
+        self._params = params_model("publication", name, function, ("ctx",))
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Validated parameters; raises ``bad-params`` naming each faulty field."""
         try:
-            model = self._params.model_validate(dict(params))
+            return validate_params(self._params, params)
         except ValidationError as exc:
-            details = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
-                for e in exc.errors()[:10]
-            )
+            details = "; ".join(f"{dotted(loc)}: {msg}" for loc, msg in error_locations(exc))
             raise SubscriptionError(ErrorCode.BAD_PARAMS, details) from None
-        return dict(model)
 
     def resolve(self, ctx: Context, params: Mapping[str, Any]) -> Query:
         values = self.validate(params)

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.databases import ensure_database
+
 POSTGRES_URL = os.environ.get(
     "LIVESYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/livesync_test"
 )
@@ -33,34 +35,10 @@ def _reachable(url: str, default_port: int) -> bool:
         return False
 
 
-_created: set[str] = set()
-
-
-def _ensure_database(url: str) -> None:
-    """Create the test database on first use, so tests never share tables with other work."""
-    if url in _created or not url.startswith("postgresql"):
-        return
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            exists = conn.exec_driver_sql(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (target.database,)
-            ).first()
-            if not exists:
-                conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
-    finally:
-        admin.dispose()
-    _created.add(url)
-
-
 def require_service(name: str, url: str, default_port: int) -> None:
     """Skip the test when the service is down, or fail it when CI requires services."""
     if _reachable(url, default_port):
-        _ensure_database(url)
+        ensure_database(url)
         return
     reason = f"{name} is not reachable at {url}"
     if REQUIRE_SERVICES:
@@ -105,7 +83,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
 
 
 def make_live(database_url: str, broker_url: str | None = None, **options: Any) -> LiveSync:
-    """A LiveSync on fresh test tables, with an empty outbox and its own memory broker."""
+    """A LiveSync on fresh test tables, with an empty outbox, no stored write answers and its
+    own memory broker."""
     from tests.models import Base
 
     broker_url = broker_url or f"memory://{uuid.uuid4().hex}"
@@ -116,6 +95,7 @@ def make_live(database_url: str, broker_url: str | None = None, **options: Any) 
     live.upgrade()
     with live.engine.begin() as conn:
         conn.execute(text("DELETE FROM livesync_outbox"))
+        conn.execute(text("DELETE FROM livesync_requests"))
     return live
 
 

@@ -69,6 +69,17 @@ class Client:
             if message["type"] != "ping":
                 raise AssertionError(f"expected {kind}, got {message}")
 
+    async def until(self, kind: str, ref: str) -> list[dict[str, Any]]:
+        """Every message (pings skipped) up to and including the ``kind`` whose id is ``ref``."""
+        seen: list[dict[str, Any]] = []
+        while True:
+            message = await self.recv()
+            if message["type"] == "ping":
+                continue
+            seen.append(message)
+            if message["type"] == kind and message.get("id") == ref:
+                return seen
+
     async def subscribe(
         self, sub_id: str, pub: str, **extra: Any
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -88,12 +99,18 @@ class Client:
 
 
 @asynccontextmanager
-async def connected(port: int, token: str | None = None, **headers: str) -> AsyncIterator[Client]:
+async def connected(
+    port: int, token: str | None = None, client_id: str | None = None, **headers: str
+) -> AsyncIterator[Client]:
+    """A handshaken connection; ``client_id`` is sent as ``hello.client`` (write idempotency)."""
     async with websockets.connect(
         f"ws://127.0.0.1:{port}/live", additional_headers=headers or None
     ) as ws:
         client = Client(ws)
-        await client.send(type="hello", v=[1], token=token)
+        hello: dict[str, Any] = {"type": "hello", "v": [1], "token": token}
+        if client_id is not None:
+            hello["client"] = client_id
+        await client.send(**hello)
         welcome = await client.recv()
         assert welcome["type"] == "welcome", welcome
         yield client

@@ -90,6 +90,21 @@ class Typed(Versioned, Base):
     stamp: Mapped[dt.datetime] = mapped_column(server_default=func.current_timestamp())
 
 
+class Todo(Versioned, Base):
+    """A client-writable document: a client-chosen UUID key, an owner, a JSON list, a field
+    the server sets (``created``) and one clients never see (``note``, excluded)."""
+
+    __tablename__ = "t_todos"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner_id: Mapped[int]
+    title: Mapped[str] = mapped_column(String(100))
+    done: Mapped[bool] = mapped_column(default=False)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created: Mapped[str] = mapped_column(String(20), server_default="born")
+    note: Mapped[str | None] = mapped_column(String(50), default=None)
+
+
 class Plain(Base):
     """Not a live collection (no version column): writes to it are never published."""
 

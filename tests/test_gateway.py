@@ -371,3 +371,61 @@ async def test_a_channel_survives_its_creator_leaving_mid_snapshot(
         await asyncio.sleep(0.6)
         await in_thread(write, live, Item(id=1, title="after"))
         assert changes(await late.recv_type("tx")) == [("put", "t_items", "1")]
+
+
+async def test_a_requery_that_read_before_a_commit_reads_again(database_url: str) -> None:
+    import threading
+
+    from sqlalchemy import func
+
+    live = make_live(database_url, ping_interval=30.0)
+    live.collection(Item)
+
+    @live.publication("titled")  # a function: only the database can evaluate it
+    def titled(ctx: Context) -> Any:
+        return select(Item).where(func.length(Item.title) > 0)
+
+    try:
+        async with running_gateway(live) as port, connected(port) as client:
+            await client.subscribe("t", "titled")
+            hub = live.app.ctx.gateway.hub
+            real_read = hub._read
+            read_done, release = threading.Event(), threading.Event()
+
+            def stale_read(query: Any) -> Any:
+                rows = real_read(query)
+                if not read_done.is_set():  # the first requery's read returns late, stale
+                    read_done.set()
+                    release.wait(5)
+                return rows
+
+            hub._read = stale_read
+            await in_thread(write, live, Item(id=1, title="one"))
+            assert await in_thread(read_done.wait, 5)
+            await in_thread(write, live, Item(id=2, title="two"))  # committed after the read
+            for _ in range(100):
+                if hub._requery_again:
+                    break
+                await asyncio.sleep(0.01)
+            release.set()
+            assert changes(await client.recv_type("tx")) == [("put", "t_items", "1")]
+            assert changes(await client.recv_type("tx")) == [("put", "t_items", "2")]
+    finally:
+        live.close()
+
+
+async def test_fence_waiters_resolve_on_delivery_and_on_lost_history(
+    gateway: tuple[LiveSync, int],
+) -> None:
+    from livesync import Change, ChangeSet
+
+    live, _ = gateway
+    hub = live.app.ctx.gateway.hub
+    delivered = hub.expect("a" * 32)
+    hub.deliver(10**6, ChangeSet((Change("t_items", "9", "delete", 2, 1),), id="a" * 32))
+    assert delivered.done() and delivered.result() == frozenset()
+    lost, dropped = hub.expect("b" * 32), hub.expect("c" * 32)
+    hub.forget("c" * 32)
+    assert dropped.cancelled() and not lost.done()
+    hub._release_fences()  # what HistoryLost does: none of them can be told apart
+    assert lost.result() == frozenset() and hub._fences == {}

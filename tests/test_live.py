@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import livesync
 from livesync import LiveSync, migrate
 from livesync.brokers.memory import MemoryBroker
+from livesync.idempotency import requests_table
 from livesync.live import async_database_url, normalize_database_url
 from livesync.outbox import outbox_table
 from tests.conftest import make_live, published
@@ -126,20 +127,36 @@ def test_install_on_a_session_subclass(tmp_path: Any) -> None:
         live.close()
 
 
-def test_migration_matches_the_outbox_definition(database_url: str) -> None:
+def test_migrations_match_the_table_definitions(database_url: str) -> None:
     engine = create_engine(normalize_database_url(database_url))
+    ours = ("livesync_outbox", "livesync_requests")
     try:
         migrate.downgrade(engine, "base") if migrate.current(engine) else None
-        assert "livesync_outbox" not in inspect(engine).get_table_names()
+        assert not set(ours) & set(inspect(engine).get_table_names())
+        migrate.upgrade(engine, "livesync_0001")  # an existing deployment, before writes
+        assert "livesync_requests" not in inspect(engine).get_table_names()
         migrate.upgrade(engine)
-        assert migrate.current(engine) == "livesync_0001"
+        assert migrate.current(engine) == "livesync_0002"
         metadata = MetaData()
         outbox_table(metadata)
+        requests_table(metadata)
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
-        relevant = [d for d in diff if "livesync_outbox" in repr(d)]
+        relevant = [d for d in diff if any(name in repr(d) for name in ours)]
         assert relevant == []
+        assert {c["name"] for c in inspect(engine).get_columns("livesync_requests")} == {
+            "client",
+            "request",
+            "response",
+            "created_at",
+        }
+        pk = inspect(engine).get_pk_constraint("livesync_requests")["constrained_columns"]
+        assert pk == ["client", "request"]
         migrate.upgrade(engine)  # idempotent
+        migrate.downgrade(engine, "livesync_0001")
+        assert "livesync_requests" not in inspect(engine).get_table_names()
+        assert "livesync_outbox" in inspect(engine).get_table_names()
+        migrate.upgrade(engine)
     finally:
         engine.dispose()
 
@@ -164,12 +181,13 @@ def test_alembic_and_the_cli_create_the_same_table(tmp_path: Any) -> None:
     _run(alembic, "upgrade", "head", env={"LIVESYNC_DATABASE_URL": by_alembic})
     by_cli = f"sqlite:///{tmp_path / 'cli.db'}"
     out = _run(livesync_cli, "db", "upgrade", "--database-url", by_cli)
-    assert "livesync_0001" in out
+    assert "livesync_0002" in out
     for url in (by_alembic, by_cli):
         engine = create_engine(url)
         try:
-            assert "livesync_outbox" in inspect(engine).get_table_names()
-            assert migrate.current(engine) == "livesync_0001"
+            tables = set(inspect(engine).get_table_names())
+            assert {"livesync_outbox", "livesync_requests"} <= tables
+            assert migrate.current(engine) == "livesync_0002"
         finally:
             engine.dispose()
 

@@ -13,19 +13,24 @@ from livesync.protocol import (
     CLIENT_TYPES,
     MESSAGES,
     TRANSITIONS,
+    WRITE_TYPES,
+    Call,
     Close,
     CloseCode,
     ErrorCode,
     Hello,
+    Insert,
     Limits,
     Ping,
     Received,
+    Remove,
     Send,
     ServerConnection,
     State,
     Sub,
     TokenBucket,
     Unsub,
+    Update,
     encode,
     wire_table,
 )
@@ -232,3 +237,98 @@ def test_the_javascript_client_ships_the_same_wire_table() -> None:
     assert orjson.loads(shipped.read_bytes()) == wire_table(), (
         "regenerate: python -m livesync.protocol > client-js/src/wire.json"
     )
+
+
+# --------------------------------------------------------------------------- writes
+def received(events: list[Any]) -> Any:
+    (event,) = events
+    assert isinstance(event, Received), events
+    return event.message
+
+
+def test_write_messages_are_parsed() -> None:
+    conn = open_connection()
+    insert = received(conn.receive(frame(type="insert", id="r1", c="todos", d={"a": 1}), now=1))
+    assert isinstance(insert, Insert) and insert.d == {"a": 1}
+    patch = [
+        {"op": "add", "path": "/a", "value": None},  # a null value is a value
+        {"op": "move", "from": "/a", "path": "/b"},
+        {"op": "remove", "path": "/b", "extra": "ignored"},
+    ]
+    update = received(
+        conn.receive(frame(type="update", id="r2", c="todos", doc="7", v=3, patch=patch), now=1)
+    )
+    assert isinstance(update, Update) and update.v == 3 and update.set_ is None
+    assert update.patch is not None
+    assert [op.to_json() for op in update.patch] == [
+        {"op": "add", "path": "/a", "value": None},
+        {"op": "move", "path": "/b", "from": "/a"},
+        {"op": "remove", "path": "/b"},
+    ]
+    fields = received(
+        conn.receive(frame(type="update", id="r3", c="t", doc="7", set={"x": 1}), now=1)
+    )
+    assert isinstance(fields, Update) and fields.set_ == {"x": 1} and fields.v is None
+    remove = received(conn.receive(frame(type="remove", id="r4", c="todos", doc="7", v=4), now=1))
+    assert isinstance(remove, Remove) and remove.doc == "7"
+    call = received(conn.receive(frame(type="call", id="r5", m="archive"), now=1))
+    assert isinstance(call, Call) and call.params == {}
+    assert set(TRANSITIONS[State.OPEN]) >= WRITE_TYPES
+
+
+PATCH = {"type": "update", "id": "r", "c": "t", "doc": "1"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        ({"type": "insert", "id": "r", "c": "t"}, "d"),
+        ({"type": "insert", "id": "r", "c": "", "d": {}}, "c"),
+        ({"type": "insert", "id": "r" * 65, "c": "t", "d": {}}, "id"),
+        ({"type": "update", "id": "r", "c": "t", "doc": "1"}, "exactly one of patch or set"),
+        ({"type": "update", "id": "r", "c": "t", "doc": "1", "set": {}, "patch": []}, "exactly"),
+        ({"type": "update", "id": "r", "c": "t", "doc": "1", "v": -1, "set": {}}, "v"),
+        ({"type": "update", "id": "r", "c": "t", "doc": "", "set": {}}, "doc"),
+        ({**PATCH, "patch": [{"op": "add", "path": "/a"}]}, "needs a value"),
+        ({**PATCH, "patch": [{"op": "copy", "path": "/a"}]}, "needs from"),
+        ({**PATCH, "patch": [{"op": "merge", "path": "/a"}]}, "op"),
+        ({"type": "remove", "id": "r", "c": "t"}, "doc"),
+        ({"type": "call", "id": "r", "m": "x", "params": [1]}, "params"),
+        ({"type": "call", "id": "r"}, "m"),
+    ],
+)  # fmt: skip
+def test_malformed_writes_are_invalid_messages(fields: dict[str, Any], detail: str) -> None:
+    conn = open_connection()
+    (error,) = sent(conn.receive(frame(**fields), now=1))
+    assert (error["type"], error["code"]) == ("error", ErrorCode.INVALID_MESSAGE)
+    assert detail in error["message"]
+    assert conn.state is State.OPEN
+
+
+def test_hello_may_name_a_stable_client_id() -> None:
+    conn = ServerConnection()
+    hello = received(conn.receive(frame(type="hello", v=[1], client="c" * 8), now=0))
+    assert isinstance(hello, Hello) and hello.client == "c" * 8
+    for bad in ("short", "c" * 65, 12345678):
+        events = ServerConnection().receive(frame(type="hello", v=[1], client=bad), now=0)
+        assert sent(events)[0]["code"] == ErrorCode.INVALID_MESSAGE
+        assert closed(events) is not None
+
+
+def test_writes_have_their_own_rate_limit() -> None:
+    conn = open_connection(Limits(write_rate_per_second=1, write_rate_burst=2))
+    assert Limits(write_rate_per_second=1, write_rate_burst=2).announce()["write_rate_burst"] == 2
+    calls = [conn.receive(frame(type="call", id=f"c{n}", m="m"), now=1.0) for n in range(3)]
+    assert [isinstance(events[0], Received) for events in calls] == [True, True, False]
+    assert sent(calls[2]) == [
+        {
+            "type": "ack",
+            "id": "c2",
+            "ok": False,
+            "code": "rate-limited",
+            "message": "too many writes; slow down",
+        }
+    ]
+    assert isinstance(conn.receive(frame(type="sub", id="s", pub="p"), now=1.0)[0], Received)
+    assert isinstance(conn.receive(frame(type="call", id="c3", m="m"), now=2.0)[0], Received)
+    assert ErrorCode.INVALID == "invalid" and ErrorCode.NOT_FOUND == "not-found"

@@ -34,12 +34,14 @@ from ..protocol import (
     ServerConnection,
     Sub,
     Unsub,
+    Write,
     encode,
 )
 from ..publications import Context, SubscriptionError
 from ..tokens import TokenError
 from .frames import text_header
 from .hub import Frame, Hub, Outlet
+from .writes import ConnectionWrites
 
 if TYPE_CHECKING:
     from ..live import LiveSync
@@ -61,6 +63,7 @@ class Gateway:
         self.connections = 0
         self.slow_disconnects = 0
         self._relay: Any = None
+        self._request_janitor: Any = None
         self._backlog = 0
         self._backlog_at = 0.0
         self.outlets: set[Outlet] = set()
@@ -72,6 +75,9 @@ class Gateway:
         if self.live.settings.run_relay:
             self._relay = self.live.relay()
             self._relay.start()
+        if self.live.writable or self.live.methods:
+            self._request_janitor = self.live.request_janitor()
+            self._request_janitor.start()
 
     async def stop(self) -> None:
         if self._pinger is not None:
@@ -79,6 +85,8 @@ class Gateway:
         await self.hub.stop()
         if self._relay is not None:
             await asyncio.to_thread(self._relay.stop)
+        if self._request_janitor is not None:
+            await asyncio.to_thread(self._request_janitor.stop)
         await self.live.broker.aclose()
 
     # ------------------------------------------------------------------ one connection
@@ -117,6 +125,8 @@ class Gateway:
         self.outlets.add(outlet)
         session = uuid.uuid4().hex[:12]
         ctx: Context | None = None
+        client = session  # idempotency scope: hello.client, else this connection only
+        writes: ConnectionWrites | None = None
         self.connections += 1
         try:
             while not closing:
@@ -132,7 +142,16 @@ class Gateway:
                         send(event.data)
                     elif isinstance(event, Close):
                         close(event)
+                    elif isinstance(event, Received) and isinstance(event.message, Write):
+                        assert ctx is not None  # the protocol core only lets hello through first
+                        if writes is None:
+                            writes = ConnectionWrites(
+                                self.live, self.hub, outlet, ctx, client, send
+                            )
+                        writes.submit(event.message)
                     elif isinstance(event, Received):
+                        if isinstance(event.message, Hello) and event.message.client:
+                            client = event.message.client
                         ctx = await self._handle(
                             event.message, request, ctx, session, outlet, conn, send, close
                         )
@@ -242,6 +261,11 @@ class Gateway:
             return origin in allowed or "*" in allowed
         return bool(urlsplit(origin).netloc == request.headers.get("host"))
 
+    # ------------------------------------------------------------------ http
+    async def schemas(self, request: Request) -> HTTPResponse:
+        """Each writable collection's JSON Schema and write policy, for client-side checks."""
+        return json(self.live.schemas())
+
     # ------------------------------------------------------------------ health and metrics
     async def health(self, request: Request) -> HTTPResponse:
         ok = self.hub.connected
@@ -286,7 +310,8 @@ async def _call(function: Callable[..., Any], *args: Any) -> Any:
 
 
 def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
-    """Routes for ``path`` (websocket), ``/healthz`` and ``/metrics``, with their lifecycle."""
+    """Routes for ``path`` (websocket), ``path/schemas``, ``/healthz`` and ``/metrics``,
+    with their lifecycle."""
     gateway = Gateway(live)
     bp = Blueprint(f"livesync_{uuid.uuid4().hex[:8]}")
 
@@ -302,6 +327,7 @@ def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
         await gateway.serve(request, ws)
 
     bp.add_websocket_route(live_socket, path)
+    bp.add_route(gateway.schemas, path.rstrip("/") + "/schemas")
     bp.add_route(gateway.health, "/healthz")
     bp.add_route(gateway.metrics, "/metrics")
     bp.ctx.gateway = gateway

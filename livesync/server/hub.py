@@ -11,6 +11,13 @@ is read, and frames for that channel are buffered for it until ``ready`` is sent
 the hub processed before the registration was committed before the snapshot read began
 (publishing happens after COMMIT), so it is in the snapshot; anything after it is in the
 buffer. Changes in both are harmless: the client drops them by version.
+
+**Fences.** A client write's change set has an id chosen before its transaction commits.
+The gateway registers it with :meth:`Hub.expect` first; :meth:`Hub.deliver` resolves the
+waiter *after* fanning the change set out, with the keys it left to a requery.
+:meth:`Hub.settle` then waits, for one connection, until those requeries ran and none of
+its subscriptions is still starting (frames held for a starting subscription go out with
+its ``ready``). Only then has every change the write caused been sent to it.
 """
 
 from __future__ import annotations
@@ -48,8 +55,40 @@ class Outlet:
     send: Callable[[Frame], None]
     ended: Callable[[str], None] = lambda sub_id: None  # the server ended a subscription
     subs: dict[str, str] = field(default_factory=dict)  # client sub id -> channel key
-    buffering: dict[str, list[Frame]] = field(default_factory=dict)  # key -> held frames
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # subscriptions starting
+    starting: set[str] = field(default_factory=set)  # keys whose subscription is starting
+    held: list[Frame] = field(default_factory=list)  # tx frames held while any is starting
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # subscriptions, writes
+    unbuffered: list[asyncio.Future[None]] = field(default_factory=list)  # see stop_buffering
+
+    @property
+    def buffering(self) -> bool:
+        """True while a subscription is starting: tx frames wait (see :meth:`hold`)."""
+        return bool(self.starting)
+
+    def hold(self, keys: list[str], frame: Frame) -> bool:
+        """Keep ``frame`` back if it concerns a starting key, or if an earlier frame was
+        kept back (frames never overtake each other: a client resumes each subscription
+        from the last position it applied). Returns whether it was held."""
+        if self.held or any(key in self.starting for key in keys):
+            self.held.append(frame)
+            return True
+        return False
+
+    def stop_buffering(self, key: str) -> list[Frame]:
+        """``key`` has started (its ``ready`` is sent) or was given up. Returns the held
+        frames to send now: all of them once no subscription is starting any more, else
+        none (a held frame may carry a part for a key still starting). When nothing is
+        starting, wakes whoever waits for that (:meth:`Hub.settle`)."""
+        self.starting.discard(key)
+        if self.starting:
+            return []
+        held, self.held = self.held, []
+        if self.unbuffered:
+            waiting, self.unbuffered = self.unbuffered, []
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
+        return held
 
 
 @dataclass
@@ -76,6 +115,8 @@ class Hub:
         self.requery_delay = requery_delay
         self._task: asyncio.Task[None] | None = None
         self._requery_tasks: dict[str, asyncio.Task[None]] = {}
+        self._requery_again: set[str] = set()  # changed while its requery was reading
+        self._fences: dict[str, asyncio.Future[frozenset[str]]] = {}  # change set id -> waiter
         self.connected = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -106,6 +147,7 @@ class Hub:
                 log.warning("change log history lost (%s); resetting every channel", lost)
                 self.position = lost.current
                 self._reset_all("history-lost")
+                self._release_fences()  # lost change sets will never be delivered
                 continue
             except asyncio.CancelledError:
                 raise
@@ -129,6 +171,7 @@ class Hub:
                         # snapshot, which is always correct.
                         log.exception("delivering change set %d failed", entry.offset)
                         self._reset_all("internal")
+                        self._resolve(changeset.id, frozenset())
                 self.position = Position(self.position.epoch, entry.offset)
                 # Let the connections' writer tasks drain between change sets: delivering
                 # a whole batch first would queue batch x clients frames at once.
@@ -146,6 +189,50 @@ class Hub:
         self._fan_out(pos, routed)
         for key in dirty:
             self._schedule_requery(key)
+        self._resolve(changeset.id, frozenset(dirty))
+
+    # ------------------------------------------------------------------ fences
+    def expect(self, changeset_id: str) -> asyncio.Future[frozenset[str]]:
+        """A future resolved once the change set ``changeset_id`` has been fanned out.
+
+        Register it before the change set can be published (before its COMMIT). Its
+        result is the keys the change set made dirty (their requeries are still to run).
+        Drop it with :meth:`forget` if the write fails or its connection closes.
+        """
+        waiter: asyncio.Future[frozenset[str]] = asyncio.get_running_loop().create_future()
+        self._fences[changeset_id] = waiter
+        return waiter
+
+    def forget(self, changeset_id: str) -> None:
+        """Drop a waiter from :meth:`expect` (no-op if already resolved)."""
+        waiter = self._fences.pop(changeset_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+
+    def _resolve(self, changeset_id: str, dirty: frozenset[str]) -> None:
+        waiter = self._fences.pop(changeset_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(dirty)
+
+    def _release_fences(self) -> None:
+        """History was lost: no waiter can be told apart; every subscription was reset."""
+        fences, self._fences = self._fences, {}
+        for waiter in fences.values():
+            if not waiter.done():
+                waiter.set_result(frozenset())
+
+    async def settle(self, outlet: Outlet, dirty: frozenset[str] = frozenset()) -> None:
+        """Wait until ``outlet`` has been sent everything a delivered change set caused:
+        the requeries of the ``dirty`` keys it subscribes to have run, and none of its
+        subscriptions is still starting (their held frames go out with ``ready``)."""
+        mine = dirty & set(outlet.subs.values())
+        tasks = [task for key in mine if (task := self._requery_tasks.get(key)) is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+        while outlet.buffering:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            outlet.unbuffered.append(waiter)
+            await waiter
 
     def _fan_out(self, pos: int, routed: dict[str, WireChanges]) -> None:
         if not routed:
@@ -167,11 +254,8 @@ class Hub:
             self._send(outlet, keys, frame)
 
     def _send(self, outlet: Outlet, keys: list[str], frame: bytes) -> None:
-        if outlet.buffering:  # only while one of its subscriptions is starting
-            buffered = [k for k in keys if k in outlet.buffering]
-            if buffered:
-                outlet.buffering[buffered[0]].append(frame)
-                return
+        if outlet.buffering and outlet.hold(keys, frame):
+            return
         self.stats.frames_out += 1
         self.stats.bytes_out += len(frame)
         try:
@@ -184,43 +268,89 @@ class Hub:
     async def subscribe(
         self, outlet: Outlet, sub_id: str, query: Query, since: tuple[str, int] | None
     ) -> None:
-        """Register, send the snapshot (or the missed changes) and ``ready``, then go live."""
+        """Register, send the snapshot (or the missed changes) and ``ready``, then go live.
+
+        A channel reset while the subscription is starting (an epoch change, a resync) is
+        invisible to the client, which does not know the key yet: the subscription simply
+        starts again, from a fresh snapshot.
+        """
+        key = query.key
+        outlet.starting.add(key)
+        try:
+            while not await self._start(outlet, sub_id, query, since):
+                if outlet.subs.get(sub_id) != key:
+                    return  # unsubscribed while starting
+                since = None
+        except BaseException:
+            self.unsubscribe(outlet, sub_id)
+            raise
+        finally:
+            for frame in outlet.stop_buffering(key):
+                self._deliver_frame(outlet, frame)
+
+    async def _start(
+        self, outlet: Outlet, sub_id: str, query: Query, since: tuple[str, int] | None
+    ) -> bool:
+        """One attempt at :meth:`subscribe`; False if the channel was reset meanwhile."""
         key = query.key
         channel = self.router.channels.get(key)
         if channel is None:
             channel = self._channel(query)
             self.router.add(channel)
         outlet.subs[sub_id] = key
-        outlet.buffering[key] = []
         self.subscribers.setdefault(key, set()).add(outlet)
         registered_at = self.position
+        resumed = False
+        if since is not None and channel.compiled is not None and channel.query.limit is None:
+            resumed = await self._replay(outlet, channel, since, registered_at)
+        if not self._current(channel):
+            return False
+        if not resumed or not channel.ready:
+            rows = await asyncio.to_thread(self._read, query)
+            if not self._current(channel):
+                return False
+            if not resumed:
+                self._send_snapshot(outlet, sub_id, rows)
+            elif not channel.ready:
+                # The channel will start from rows this client never sees, and route the
+                # change sets it pended against them: replay those to the client too, up
+                # to the hub's position (no await between the last check and the start).
+                cursor = registered_at
+                while cursor.offset < self.position.offset:
+                    target = self.position
+                    since_cursor = (cursor.epoch, cursor.offset)
+                    if not await self._replay(outlet, channel, since_cursor, target):
+                        return False  # history lost: try again, from a snapshot
+                    if not self._current(channel):
+                        return False
+                    cursor = target
+            # Whoever reads a snapshot first starts the channel: usually its creator,
+            # but also a later subscriber if the creator disconnected mid-snapshot.
+            if not channel.ready:
+                self._start_channel(channel, rows)
+        if outlet.subs.get(sub_id) != key:
+            return True  # unsubscribed meanwhile: no ready
+        ready = encode(
+            "ready",
+            sub=sub_id,
+            key=key,
+            epoch=registered_at.epoch,
+            pos=registered_at.offset,
+            resumed=resumed,
+            order=channel.order,
+        )
+        outlet.send(ready.data)
+        return True
+
+    def _current(self, channel: Channel) -> bool:
+        return self.router.channels.get(channel.key) is channel
+
+    def _deliver_frame(self, outlet: Outlet, frame: Frame) -> None:
         try:
-            resumed = False
-            if since is not None and channel.compiled is not None and channel.query.limit is None:
-                resumed = await self._replay(outlet, channel, since, registered_at)
-            if not resumed or not channel.ready:
-                rows = await asyncio.to_thread(self._read, query)
-                if not resumed:
-                    self._send_snapshot(outlet, sub_id, rows)
-                # Whoever reads a snapshot first starts the channel: usually its creator,
-                # but also a later subscriber if the creator disconnected mid-snapshot.
-                if not channel.ready:
-                    self._start_channel(channel, rows)
-            ready = encode(
-                "ready",
-                sub=sub_id,
-                key=key,
-                epoch=registered_at.epoch,
-                pos=registered_at.offset,
-                resumed=resumed,
-                order=channel.order,
-            )
-            outlet.send(ready.data)
-        except BaseException:
-            self.unsubscribe(outlet, sub_id)
-            raise
-        for frame in outlet.buffering.pop(key, []):
             outlet.send(frame)
+        except Exception:
+            log.exception("sending to a connection failed; dropping it")
+            self.drop(outlet)
 
     def _channel(self, query: Query) -> Channel:
         """A channel evaluated in Python where possible, else one that re-runs its query."""
@@ -291,7 +421,8 @@ class Hub:
         key = outlet.subs.pop(sub_id, None)
         if key is None or key in outlet.subs.values():
             return
-        outlet.buffering.pop(key, None)
+        for frame in outlet.stop_buffering(key):
+            self._deliver_frame(outlet, frame)
         holders = self.subscribers.get(key)
         if holders is not None:
             holders.discard(outlet)
@@ -310,28 +441,41 @@ class Hub:
     # ------------------------------------------------------------------ requery and resets
     def _schedule_requery(self, key: str) -> None:
         if key in self._requery_tasks:
+            # Its read may have begun before this change committed: read once more after.
+            self._requery_again.add(key)
             return
         self._requery_tasks[key] = asyncio.get_running_loop().create_task(self._requery(key))
 
     async def _requery(self, key: str) -> None:
+        """Re-run a dirty channel's query (debounced) and send the difference.
+
+        A change routed while the query was reading may have committed after the read
+        began; the result cannot be trusted to include it, so the query runs once more.
+        """
+        again = False
         try:
             while True:  # debounce bursts; a channel still starting may have missed them
                 await asyncio.sleep(self.requery_delay)
                 channel = self.router.channels.get(key)
                 if channel is None:
                     return
-                if channel.ready:
-                    break
-            if not self.router.dirty(key):
-                return
-            pos = self.position.offset
-            rows = await asyncio.to_thread(self._read, channel.query)
-            if self.router.channels.get(key) is not channel:
-                return  # unsubscribed or reset meanwhile
-            changes = self.router.refresh(key, rows)
-            self._fan_out(pos, {key: changes} if changes else {})
+                if not channel.ready:
+                    continue
+                self._requery_again.discard(key)  # this read sees every change so far
+                if not again and not self.router.dirty(key):
+                    return
+                pos = self.position.offset
+                rows = await asyncio.to_thread(self._read, channel.query)
+                if self.router.channels.get(key) is not channel:
+                    return  # unsubscribed or reset meanwhile
+                changes = self.router.refresh(key, rows)
+                self._fan_out(pos, {key: changes} if changes else {})
+                again = key in self._requery_again
+                if not again:
+                    return
         finally:
             self._requery_tasks.pop(key, None)
+            self._requery_again.discard(key)
 
     def _reset_collection(self, collection: str, reason: str) -> None:
         for key, channel in list(self.router.channels.items()):
@@ -346,10 +490,12 @@ class Hub:
         self.stats.resets += 1
         frame = encode("reset", key=key, reason=reason).data
         for outlet in list(self.subscribers.pop(key, ())):
-            outlet.send(frame)
+            if key in outlet.starting:
+                continue  # not announced yet: its subscription starts again (see subscribe)
+            if not (outlet.buffering and outlet.hold([key], frame)):
+                self._deliver_frame(outlet, frame)  # in order with the tx frames held
             for sub_id, sub_key in list(outlet.subs.items()):
                 if sub_key == key:
                     del outlet.subs[sub_id]
                     outlet.ended(sub_id)  # the client may reuse the id to subscribe again
-            outlet.buffering.pop(key, None)
         self.router.remove(key)
