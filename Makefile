@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check style types bench clean
+JS := client-js
+JS_STAMP := $(JS)/node_modules/.installed
+
+.PHONY: install demo test check style types pytest js js-unit js-integration bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,9 +21,25 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/livesync demo
 
-## The whole test suite (style, types, then pytest).
-test: $(STAMP) check
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
+## The whole test suite: style, types, pytest, then the JavaScript client's tests.
+test: check pytest js
+
+pytest: $(STAMP)
 	$(BIN)/pytest
+
+## The JavaScript client: tsc, unit tests, then integration and browser tests against
+## real gateways (PostgreSQL + Redis; chromium for the browser test).
+js: js-unit js-integration
+
+js-unit: $(JS_STAMP)
+	cd $(JS) && npm test
+
+js-integration: $(STAMP) $(JS_STAMP)
+	cd $(JS) && node --test --test-concurrency=1 test/integration/ test/browser/
 
 check: style types
 
@@ -35,4 +54,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/write_overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info livesync-demo.db
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info livesync-demo.db \
+		$(JS)/node_modules test-artifacts

@@ -1,0 +1,67 @@
+// Compiled by `tsc` (npm test), never run: the declarations must accept real usage and
+// reject misuse. It imports the package by name, so `exports` and `types` are checked too.
+import { connect, backoff, applyPatch, CLOSE, ERRORS, STATUS, LiveSyncError } from 'livesync-client'
+import type { Client, Subscription, Collection, Changes, Status, Doc } from 'livesync-client'
+
+interface Order extends Doc {
+  id: number
+  status: string
+  total: string
+}
+
+declare const WebSocketFromWs: new (address: string, protocols?: string[]) => { send(d: string): void }
+
+const client: Client = connect('ws://localhost:8000/live', {
+  WebSocket: WebSocketFromWs,
+  token: async () => 'jwt',
+  backoff: backoff({ base: 500, max: 10_000 }),
+  heartbeat: false,
+})
+connect('/live', { token: 'static', backoff: (attempt) => attempt * 1000, timeout: 5000 })
+connect('/live', { token: () => null })
+
+const status: Status = client.status
+client.on('status', (s: Status) => s === 'resyncing')
+client.on('error', (err) => {
+  if (err.code === 'closed' && err.closeCode === CLOSE.TOKEN_EXPIRED) client.reconnect()
+  if (err.code === ERRORS.FORBIDDEN) err.subscription?.name.toUpperCase()
+  const e: LiveSyncError = err
+})
+client.on('disconnect', ({ code, retry }) => code > 0 && retry)
+
+const orders: Subscription<Order> = client.subscribe<Order>('orders_by_status', { status: 'new' })
+orders.ready.then((sub) => sub.docs.map((o) => o.total.toUpperCase()))
+orders.on('change', ({ added, changed, removed }: Changes<Order>) => {
+  added.forEach((o) => o.id.toFixed())
+  changed.length
+  removed.forEach((id) => id.toUpperCase())
+})
+orders.on('reset', ({ reason }) => reason)
+orders.on('ready', ({ resumed }) => resumed)
+const one: Order | undefined = orders.get('7')
+const state: 'pending' | 'live' | 'resyncing' | 'stopped' = orders.state
+orders.unsubscribe()
+
+const view: Collection<Order> = client.collection<Order>('orders')
+const n: number = view.size + view.docs.length
+const off = view.on('change', (c) => c.removed)
+off()
+
+const patched = applyPatch<{ a: number }>({ a: 1 }, [{ op: 'replace', path: '/a', value: 2 }])
+patched.a.toFixed()
+const s: string = STATUS.RESYNCING
+client.close()
+
+// Misuse that must not compile:
+// @ts-expect-error unknown option value type
+connect('/live', { token: 42 })
+// @ts-expect-error docs are read-only
+orders.docs.push({ id: 1, status: '', total: '' })
+// @ts-expect-error status is read-only
+client.status = 'online'
+// @ts-expect-error no such event
+client.on('message', () => {})
+// @ts-expect-error a subscription's change carries ids in `removed`
+orders.on('change', (c) => c.removed.map((d) => d.total))
+
+export { status, one, state, n, s }

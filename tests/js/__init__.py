@@ -1,0 +1,1 @@
+"""Python halves of the JavaScript client's integration and browser tests (client-js/test)."""
