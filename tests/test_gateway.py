@@ -207,6 +207,22 @@ async def test_health_and_metrics(gateway: tuple[LiveSync, int]) -> None:
     assert "livesync_messages_out_total 1" in metrics
 
 
+async def test_the_browser_client_is_served_next_to_the_socket(
+    gateway: tuple[LiveSync, int],
+) -> None:
+    _, port = gateway
+    headers, body = await in_thread(_get_with_headers, port, "/live/client/index.js")
+    assert "javascript" in headers["Content-Type"]  # module scripts need a JavaScript type
+    assert b"export" in body and b"connect" in body
+
+
+def _get_with_headers(port: int, path: str) -> tuple[Any, bytes]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT) as response:
+        return response.headers, response.read()
+
+
 def _get(port: int, path: str) -> bytes:
     import urllib.request
 

@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -310,8 +311,8 @@ async def _call(function: Callable[..., Any], *args: Any) -> Any:
 
 
 def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
-    """Routes for ``path`` (websocket), ``path/schemas``, ``/healthz`` and ``/metrics``,
-    with their lifecycle."""
+    """Routes for ``path`` (websocket), ``path/schemas``, ``path/client/`` (the browser
+    client's modules), ``/healthz`` and ``/metrics``, with their lifecycle."""
     gateway = Gateway(live)
     bp = Blueprint(f"livesync_{uuid.uuid4().hex[:8]}")
 
@@ -330,8 +331,21 @@ def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
     bp.add_route(gateway.schemas, path.rstrip("/") + "/schemas")
     bp.add_route(gateway.health, "/healthz")
     bp.add_route(gateway.metrics, "/metrics")
+    client = client_files()
+    if client is not None:  # the browser client, importable with no build step or npm
+        bp.static(path.rstrip("/") + "/client/", str(client), name="livesync_client")
     bp.ctx.gateway = gateway
     return bp
+
+
+def client_files() -> Path | None:
+    """The JavaScript client's ES modules: ``livesync/client/`` in an installed wheel, or
+    ``client-js/src/`` in a source checkout (an editable install)."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "client", package.parent / "client-js" / "src"):
+        if (candidate / "index.js").is_file():
+            return candidate
+    return None
 
 
 def create_app(live: LiveSync, path: str = "/live", name: str | None = None) -> Any:
