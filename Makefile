@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed
 
 JS := client-js
 JS_STAMP := $(JS)/node_modules/.installed
+DASH := examples/dashboard
+DASH_STAMP := $(DASH)/node_modules/.installed
 
-.PHONY: install demo test check style types pytest js js-unit js-integration bench clean
+.PHONY: install demo test check style types pytest js js-unit js-integration js-examples bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +27,10 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
 
+$(DASH_STAMP): $(DASH)/package.json $(DASH)/package-lock.json
+	cd $(DASH) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(DASH_STAMP)
+
 ## The whole test suite: style, types, pytest, then the JavaScript client's tests.
 test: check pytest js
 
@@ -33,7 +39,7 @@ pytest: $(STAMP)
 
 ## The JavaScript client: tsc, unit tests, then integration and browser tests against
 ## real gateways (PostgreSQL + Redis; chromium for the browser test).
-js: js-unit js-integration
+js: js-unit js-integration js-examples
 
 js-unit: $(JS_STAMP)
 	cd $(JS) && npm test
@@ -41,11 +47,15 @@ js-unit: $(JS_STAMP)
 js-integration: $(STAMP) $(JS_STAMP)
 	cd $(JS) && node --test --test-concurrency=1 test/integration/ test/browser/
 
+## The dashboard example in a real browser (two pages, writes, restarts, lag at 200 writes/s).
+js-examples: $(STAMP) $(DASH_STAMP)
+	cd $(DASH) && npm test
+
 check: style types
 
 style: $(STAMP)
-	$(BIN)/ruff check livesync tests bench migrations
-	$(BIN)/ruff format --check livesync tests bench migrations
+	$(BIN)/ruff check livesync tests bench migrations examples
+	$(BIN)/ruff format --check livesync tests bench migrations examples
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -55,4 +65,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info livesync-demo.db \
-		$(JS)/node_modules test-artifacts
+		$(JS)/node_modules $(DASH)/node_modules test-artifacts

@@ -22,6 +22,9 @@ if _TYPE_CHECKING:
     from .live import LiveSync
     from .outbox import Relay
     from .publications import Context, Forbidden
+    from .push import Target, to_channel, to_session, to_user
+    from .worker import Worker
+    from .workqueue import QueueModeError
     from .writes import WriteRules
 
 _EXPORTS = {
@@ -41,15 +44,21 @@ _EXPORTS = {
     "LiveSyncError": "errors",
     "NotFound": "errors",
     "Position": "brokers",
+    "QueueModeError": "workqueue",
     "Relay": "outbox",
     "Settings": "config",
+    "Target": "push",
     "UnsupportedColumnType": "documents",
     "Versioned": "collections",
+    "Worker": "worker",
     "WriteError": "errors",
     "WriteRules": "writes",
     "connect_broker": "brokers",
     "decode_id": "documents",
     "encode_id": "documents",
+    "to_channel": "push",
+    "to_session": "push",
+    "to_user": "push",
 }
 
 __all__ = [
@@ -69,15 +78,21 @@ __all__ = [
     "LiveSyncError",
     "NotFound",
     "Position",
+    "QueueModeError",
     "Relay",
     "Settings",
+    "Target",
     "UnsupportedColumnType",
     "Versioned",
+    "Worker",
     "WriteError",
     "WriteRules",
     "connect_broker",
     "decode_id",
     "encode_id",
+    "to_channel",
+    "to_session",
+    "to_user",
 ]
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The ``livesync`` command: ``serve``, ``relay``, ``db`` and ``demo``."""
+"""The ``livesync`` command: ``serve``, ``worker``, ``relay``, ``db`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -53,30 +53,62 @@ def _relay(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    database_url = args.database_url or os.environ.get("LIVESYNC_DATABASE_URL")
-    live = LiveSync(database_url or "sqlite:///livesync-demo.db", args.broker_url)
-    try:
-        converged = run_demo(live, args.duration, args.rate, sys.stdout, seed=args.seed)
-    finally:
-        live.close()
-    return 0 if converged else 1
+    return run_demo(
+        database_url=args.database_url,
+        broker_url=args.broker_url,
+        host=args.host,
+        port=args.port,
+        rate=args.rate,
+        duration=args.duration,
+        seed=args.seed,
+    )
 
 
-def load_app(target: str) -> Any:
-    """The Sanic app for ``MODULE:ATTR`` (a LiveSync object, or a Sanic app)."""
+def _load(target: str, command: str) -> Any:
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise SystemExit(f"livesync serve: expected MODULE:ATTR, got {target!r}")
+        raise SystemExit(f"livesync {command}: expected MODULE:ATTR, got {target!r}")
     sys.path.insert(0, os.getcwd())
-    found = getattr(importlib.import_module(module_name), attr)
-    return found.app if isinstance(found, LiveSync) else found
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def load_app(target: str, writes: str | None = None) -> Any:
+    """The Sanic app for ``MODULE:ATTR`` (a LiveSync object, or a Sanic app).
+
+    ``writes`` (``--writes``) overrides the LiveSync's ``writes`` setting; for a Sanic
+    app it only reaches LiveSync objects created after this, through ``LIVESYNC_WRITES``.
+    """
+    from .workqueue import QueueModeError
+
+    if writes is not None:
+        os.environ["LIVESYNC_WRITES"] = writes
+    try:
+        found = _load(target, "serve")
+    except QueueModeError as exc:  # raised by a LiveSync created at import
+        raise SystemExit(f"livesync: {exc}") from None
+    if not isinstance(found, LiveSync):
+        return found
+    if writes is not None:
+        found.settings.writes = writes  # type: ignore[assignment]
+        if writes == "queue":
+            _require_redis(found)
+    return found.app
+
+
+def _require_redis(live: LiveSync) -> None:
+    from .workqueue import QueueModeError, require_redis
+
+    try:
+        require_redis(live)
+    except QueueModeError as exc:
+        raise SystemExit(f"livesync: {exc}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    loader = AppLoader(factory=functools.partial(load_app, args.target))
+    loader = AppLoader(factory=functools.partial(load_app, args.target, args.writes))
     app = loader.load()
     app.prepare(
         host=args.host,
@@ -86,8 +118,48 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         motd=False,
     )
-    print(f"livesync serving {args.target} on http://{args.host}:{args.port}/live", flush=True)
+    mode = " (writes queued for `livesync worker`)" if args.writes == "queue" else ""
+    print(
+        f"livesync serving {args.target} on http://{args.host}:{args.port}/live{mode}", flush=True
+    )
     Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from .worker import Worker
+
+    live = _load(args.target, "worker")
+    if not isinstance(live, LiveSync):
+        raise SystemExit(f"livesync worker: {args.target} is not a LiveSync object")
+    _require_redis(live)
+    worker = Worker(live, name=args.name, concurrency=args.concurrency, claim_idle=args.claim_idle)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        task = asyncio.create_task(worker.run())
+        started = asyncio.create_task(worker.started.wait())
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if worker.started.is_set():
+            print(
+                f"livesync worker {worker.name} running writes of topic "
+                f"{live.settings.topic!r} (SIGTERM stops after the running requests)",
+                flush=True,
+            )
+        started.cancel()
+        await task
+        await live.broker.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        live.close()
+    print(f"livesync worker {worker.name} stopped ({worker.processed} requests)", flush=True)
     return 0
 
 
@@ -119,13 +191,38 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="gateway processes (default 1)")
+    serve.add_argument(
+        "--writes",
+        choices=["inline", "queue"],
+        default=None,
+        help="run client writes here (inline, the default) or queue them on Redis for "
+        "`livesync worker` processes (queue; Redis brokers only)",
+    )
     serve.set_defaults(run=_serve)
 
-    demo = commands.add_parser(
-        "demo", parents=[common], help="a live console on SQLite + the in-memory broker"
+    worker = commands.add_parser(
+        "worker", help="run queued client writes and method calls (Redis only)"
     )
-    demo.add_argument("--duration", type=float, default=20.0, help="seconds (default 20)")
-    demo.add_argument("--rate", type=float, default=5.0, help="transactions/s (default 5)")
+    worker.add_argument("target", help="MODULE:ATTR naming a LiveSync object")
+    worker.add_argument("--name", default=None, help="consumer name (default host-pid-random)")
+    worker.add_argument(
+        "--concurrency", type=int, default=None, help="requests at once (default 4)"
+    )
+    worker.add_argument(
+        "--claim-idle",
+        type=float,
+        default=None,
+        help="seconds before a dead worker's request is claimed (default 10)",
+    )
+    worker.set_defaults(run=_worker)
+
+    demo = commands.add_parser(
+        "demo", parents=[common], help="the live dashboard on SQLite + the in-memory broker"
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--duration", type=float, default=None, help="seconds (default: Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=20.0, help="transactions/s (default 20)")
     demo.add_argument("--seed", type=int, default=None, help="random seed")
     demo.set_defaults(run=_demo)
     return parser

@@ -83,8 +83,36 @@ class Settings(BaseSettings):
     write_rate_burst: int = Field(40, ge=1)
     """Writes a connection may send at once; also the most it may have waiting to run."""
 
+    push_history: int = Field(1000, ge=1)
+    """Messages of ``live.send`` Redis keeps for gateways that fall behind (a gateway more
+    than that behind skips ahead: pushes are at most once)."""
+
+    max_channels: int = Field(100, ge=1)
+    """Named channels one connection may have joined at once (``join`` beyond: refused)."""
+
     write_fence_timeout: float = Field(10.0, gt=0)
     """Seconds the gateway waits for a write's change set before sending its fence anyway."""
+
+    writes: Literal["inline", "queue"] = "inline"
+    """Where client writes and method calls run: ``inline`` in the gateway process (a
+    thread per write), or ``queue``: on a Redis stream, executed by ``livesync worker``
+    processes (Redis brokers only; identities must survive a JSON round trip, since they
+    travel to the worker as JSON)."""
+
+    write_queue_timeout: float = Field(10.0, gt=0)
+    """Queue mode: seconds a write may wait for a worker to take it; then it is withdrawn
+    (it never runs) and answered ``internal``. A write a worker took is waited for."""
+
+    worker_concurrency: int = Field(4, ge=1)
+    """Queue mode: requests one ``livesync worker`` process runs at once (threads)."""
+
+    worker_claim_idle: float = Field(10.0, gt=0)
+    """Queue mode: seconds a taken request may go without its worker's heartbeat before
+    another worker claims it (the first one is presumed dead)."""
+
+    worker_max_deliveries: int = Field(5, ge=1)
+    """Queue mode: a request delivered this often (every worker running it died) is
+    answered ``internal`` and dropped instead of being tried again."""
 
     request_retention: float = Field(24 * 3600.0, gt=0)
     """Seconds an accepted write's stored ack is kept for idempotent resends."""

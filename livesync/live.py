@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapper, Session, sessionmaker
 
-from .brokers import Broker, connect_broker
+from .brokers import Broker, RedisBroker, connect_broker
 from .brokers.memory import MemoryBroker
 from .capture import Capture
 from .changes import Change, ChangeSet
@@ -26,6 +26,7 @@ from .outbox import Outbox, OutboxJanitor, Relay
 from .protocol import ErrorCode, Limits, Write
 from .publications import Context, Publication, Query, SubscriptionError
 from .publish import Publisher
+from .push import ChannelRule, ChannelRules, Target, encode_push
 from .tokens import Tokens
 from .writes import Rule, WriteRules
 
@@ -121,6 +122,8 @@ class LiveSync:
         self._writable: dict[str, WriteRules] = {}
         self._methods: dict[str, Method] = {}
         self.authenticator: Callable[[str | None, Any], Any] = self._default_authenticator
+        self.channel_rules = ChannelRules()
+        self._user_key: Callable[[Any], Any] = lambda identity: identity
         self._outbox = Outbox() if self.settings.outbox else None
         self._janitor = OutboxJanitor(
             self.engine,
@@ -147,6 +150,10 @@ class LiveSync:
         self._capture.install(self.Session)
         self._installed: list[Any] = [self.Session]
         self.sessionmaker: sessionmaker[Session] = sessionmaker(self.engine, class_=self.Session)
+        if self.settings.writes == "queue":
+            from .workqueue import require_redis
+
+            require_redis(self)
 
     # ------------------------------------------------------------------ sessions
     @cached_property
@@ -336,6 +343,64 @@ class LiveSync:
         """
         return self._dispatcher.execute(ctx, client, message, changeset_id)
 
+    # ------------------------------------------------------------------ server push
+    @property
+    def push_topic(self) -> str:
+        """The broker topic that carries :meth:`send`'s messages to every gateway."""
+        return f"{self.settings.topic}:send"
+
+    @cached_property
+    def push_broker(self) -> Broker:
+        """The broker :meth:`send` publishes on: for Redis, a client of the same server
+        keeping only ``push_history`` messages (pushes need no long history); for
+        ``memory://``, :attr:`broker` itself."""
+        if isinstance(self.broker, RedisBroker):
+            return RedisBroker(self.broker.url, history=self.settings.push_history)
+        return self.broker
+
+    def send(self, to: Target, event: str, data: Any = None) -> None:
+        """Push ``msg {ev: event, data, ch?}`` to connections, from any process.
+
+        ``to`` is :func:`~livesync.push.to_session`, :func:`~livesync.push.to_user` or
+        :func:`~livesync.push.to_channel`. Works without a gateway in this process (a web
+        worker): it only publishes on the broker (Redis for other processes; ``memory://``
+        reaches the gateways of this process only). Delivery is at most once: only to
+        connections connected (and joined) when their gateway reads the message; see
+        :mod:`livesync.push`. ``data`` must be JSON-serialisable (``TypeError``), and the
+        frame at most ``max_queue_bytes`` long (``ValueError``). Not transactional: a call
+        inside a transaction sends at once, even if the transaction rolls back later.
+        """
+        payload = encode_push(to, event, data, self.settings.max_queue_bytes)
+        self.push_broker.publish(self.push_topic, payload)
+
+    async def send_async(self, to: Target, event: str, data: Any = None) -> None:
+        """:meth:`send` for code running in an event loop (it does not block the loop)."""
+        payload = encode_push(to, event, data, self.settings.max_queue_bytes)
+        await self.push_broker.publish_async(self.push_topic, payload)
+
+    def channel(self, pattern: str) -> Callable[[ChannelRule], ChannelRule]:
+        """Register ``f(ctx, name) -> bool`` deciding who may ``join`` the channels whose
+        names match ``pattern`` (a name, or a glob such as ``"room:*"``). Nothing can be
+        joined without a rule; the first registered matching pattern decides (see
+        :class:`~livesync.push.ChannelRules`)."""
+
+        def register(function: ChannelRule) -> ChannelRule:
+            self.channel_rules.add(pattern, function)
+            return function
+
+        return register
+
+    def user_key(self, function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Register ``f(identity) -> key``: the user a connection belongs to, for
+        :func:`~livesync.push.to_user` (JSON-serialisable; ``None`` for nobody). Without
+        it the key is the identity itself."""
+        self._user_key = function
+        return function
+
+    def user_of(self, identity: Any) -> Any:
+        """The user key of an identity (``None`` for anonymous connections)."""
+        return None if identity is None else self._user_key(identity)
+
     @property
     def collections(self) -> dict[str, Collection]:
         """Registered collections by name (a copy)."""
@@ -424,6 +489,7 @@ class LiveSync:
             rate_burst=st.rate_burst,
             write_rate_per_second=st.write_rate_per_second,
             write_rate_burst=st.write_rate_burst,
+            max_channels=st.max_channels,
         )
 
     @cached_property
@@ -437,7 +503,9 @@ class LiveSync:
         Raise ``livesync.server.Unauthorized`` (close 4503) or a ``TokenError`` (4503, or
         4505 when expired) to refuse. Without one, a configured ``secret`` makes tokens from
         :attr:`tokens` required; with neither, connections are anonymous (identity None)
-        and publications decide what they may read.
+        and publications decide what they may read. In queue mode (``writes="queue"``)
+        the identity travels to the workers as JSON, so it must survive a JSON round trip
+        unchanged (a dict with string keys, a string, a number...).
         """
         self.authenticator = function
         return function
@@ -498,6 +566,8 @@ class LiveSync:
         self._publisher.close()
         self._janitor.close()
         self.broker.close()
+        if "push_broker" in self.__dict__ and self.push_broker is not self.broker:
+            self.push_broker.close()
         self.engine.dispose()
 
     async def aclose(self) -> None:
@@ -505,6 +575,8 @@ class LiveSync:
         if "async_engine" in self.__dict__:
             await self.async_engine.dispose()
         await self.broker.aclose()
+        if "push_broker" in self.__dict__ and self.push_broker is not self.broker:
+            await self.push_broker.aclose()
         self.close()
 
 

@@ -105,6 +105,9 @@ MESSAGES: dict[str, MessageSpec] = {
         "a write was accepted (ok) or rejected (code)",
     ),
     "fence": MessageSpec("server", ("id",), "every change of an accepted write was sent"),
+    "join": MessageSpec("client", ("id", "ch"), "join a named channel (answered by ack)"),
+    "leave": MessageSpec("client", ("id", "ch"), "leave a named channel (answered by ack)"),
+    "msg": MessageSpec("server", ("ev", "data", "ch"), "a message the application pushed"),
 }
 
 CLIENT_TYPES = frozenset(t for t, s in MESSAGES.items() if s.direction in ("client", "both"))
@@ -123,6 +126,7 @@ class Limits:
     rate_burst: int = 100
     write_rate_per_second: float = 20.0
     write_rate_burst: int = 40
+    max_channels: int = 100
 
     def announce(self) -> dict[str, Any]:
         return {
@@ -133,6 +137,7 @@ class Limits:
             "rate_burst": self.rate_burst,
             "write_rate_per_second": self.write_rate_per_second,
             "write_rate_burst": self.write_rate_burst,
+            "max_channels": self.max_channels,
         }
 
 
@@ -249,8 +254,25 @@ class Call(_Message):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+ChannelName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Join(_Message):
+    """Join the named channel ``ch``: receive the ``msg`` frames the application sends to it."""
+
+    type: Literal["join"]
+    id: RequestId
+    ch: ChannelName
+
+
+class Leave(_Message):
+    type: Literal["leave"]
+    id: RequestId
+    ch: ChannelName
+
+
 Write = Insert | Update | Remove | Call
-ClientMessage = Hello | Sub | Unsub | Ping | Pong | Insert | Update | Remove | Call
+ClientMessage = Hello | Sub | Unsub | Ping | Pong | Insert | Update | Remove | Call | Join | Leave
 _MODELS: dict[str, type[_Message]] = {
     "hello": Hello,
     "sub": Sub,
@@ -261,7 +283,30 @@ _MODELS: dict[str, type[_Message]] = {
     "update": Update,
     "remove": Remove,
     "call": Call,
+    "join": Join,
+    "leave": Leave,
 }
+_WRITE_MODELS: dict[str, type[Insert] | type[Update] | type[Remove] | type[Call]] = {
+    "insert": Insert,
+    "update": Update,
+    "remove": Remove,
+    "call": Call,
+}
+
+
+def write_to_json(message: Write) -> dict[str, Any]:
+    """A write message as JSON again (what the client sent, minus ignored fields).
+
+    :func:`write_from_json` gives back an equal message; queue mode carries writes from
+    the gateway to the workers this way.
+    """
+    return message.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def write_from_json(data: dict[str, Any]) -> Write:
+    """Parse a write from :func:`write_to_json`'s form; raises ``ValidationError`` or
+    ``KeyError`` (unknown ``type``) if it is not one."""
+    return _WRITE_MODELS[data["type"]].model_validate(data)
 
 
 # --------------------------------------------------------------------------- events
@@ -310,6 +355,8 @@ TRANSITIONS: dict[State, dict[str, State]] = {
         "update": State.OPEN,
         "remove": State.OPEN,
         "call": State.OPEN,
+        "join": State.OPEN,
+        "leave": State.OPEN,
     },
     State.CLOSED: {},
 }

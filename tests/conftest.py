@@ -117,7 +117,10 @@ def published(live: LiveSync) -> list[ChangeSet]:
     async def read() -> list[ChangeSet]:
         topic = live.settings.topic
         start = Position((await live.broker.position(topic)).epoch, 0)
-        entries = await live.broker.read(topic, start, limit=100_000)
+        try:
+            entries = await live.broker.read(topic, start, limit=100_000)
+        finally:
+            await live.broker.aclose()  # this loop's client (Redis) ends with the loop
         return [ChangeSet.decode(e.payload) for e in entries]
 
     return asyncio.run(read())

@@ -207,6 +207,20 @@ async def test_health_and_metrics(gateway: tuple[LiveSync, int]) -> None:
     assert "livesync_messages_out_total 1" in metrics
 
 
+async def test_a_stopping_server_tells_clients_to_come_back(database_url: str) -> None:
+    live = make_live(database_url, ping_interval=30.0)
+    live.collection(Item, publish=True)
+    try:
+        async with running_gateway(live) as port:
+            ws = await websockets.connect(f"ws://127.0.0.1:{port}/live")
+            await ws.send(orjson.dumps({"type": "hello", "v": [1]}).decode())
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+        assert ws.close_code == 1001  # reconnect and resume; 1000 would mean "stay away"
+    finally:
+        live.close()
+
+
 async def test_the_browser_client_is_served_next_to_the_socket(
     gateway: tuple[LiveSync, int],
 ) -> None:

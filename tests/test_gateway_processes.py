@@ -39,11 +39,13 @@ def free_port() -> int:
 class Gateway:
     """One ``livesync serve`` process."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(
+        self, env: dict[str, str], target: str = "tests.serve_app:live", *args: str
+    ) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "livesync.cli", "serve", "tests.serve_app:live",
-             "--port", str(self.port)],
+            [sys.executable, "-m", "livesync.cli", "serve", target,
+             "--port", str(self.port), *args],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=subprocess.PIPE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -190,24 +189,3 @@ def test_alembic_and_the_cli_create_the_same_table(tmp_path: Any) -> None:
             assert migrate.current(engine) == "livesync_0002"
         finally:
             engine.dispose()
-
-
-def test_the_demo_converges(tmp_path: Any) -> None:
-    from livesync.demo import run_demo
-
-    live = LiveSync(f"sqlite:///{tmp_path / 'demo.db'}", f"memory://{uuid.uuid4().hex}")
-    out = io.StringIO()
-    try:
-        assert run_demo(live, duration=1.5, rate=40, out=out, seed=1)
-    finally:
-        live.close()
-    text = out.getvalue()
-    assert "insert demo_orders/1 v1" in text
-    assert "the live cache equals the database" in text
-
-
-def test_the_demo_command_runs(tmp_path: Any) -> None:
-    livesync_cli = str(Path(sys.executable).parent / "livesync")
-    out = _run(livesync_cli, "demo", "--duration", "1", "--rate", "20", cwd=tmp_path)
-    assert "equals the database" in out
-    assert (tmp_path / "livesync-demo.db").exists()

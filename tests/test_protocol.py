@@ -20,6 +20,8 @@ from livesync.protocol import (
     ErrorCode,
     Hello,
     Insert,
+    Join,
+    Leave,
     Limits,
     Ping,
     Received,
@@ -33,6 +35,8 @@ from livesync.protocol import (
     Update,
     encode,
     wire_table,
+    write_from_json,
+    write_to_json,
 )
 
 
@@ -332,3 +336,32 @@ def test_writes_have_their_own_rate_limit() -> None:
     assert isinstance(conn.receive(frame(type="sub", id="s", pub="p"), now=1.0)[0], Received)
     assert isinstance(conn.receive(frame(type="call", id="c3", m="m"), now=2.0)[0], Received)
     assert ErrorCode.INVALID == "invalid" and ErrorCode.NOT_FOUND == "not-found"
+
+
+# --------------------------------------------------------------------------- channels
+def test_join_and_leave_are_parsed() -> None:
+    conn = open_connection()
+    join = received(conn.receive(frame(type="join", id="j1", ch="room:7"), now=1))
+    assert isinstance(join, Join) and (join.id, join.ch) == ("j1", "room:7")
+    leave = received(conn.receive(frame(type="leave", id="l1", ch="room:7"), now=1))
+    assert isinstance(leave, Leave) and leave.ch == "room:7"
+    for bad in ({"id": "j2"}, {"id": "j2", "ch": ""}, {"id": "j2", "ch": "x" * 129}, {"ch": "a"}):
+        (error,) = sent(conn.receive(frame(type="join", **bad), now=1))
+        assert error["code"] == ErrorCode.INVALID_MESSAGE
+    assert MESSAGES["msg"].direction == "server"
+    assert Limits().announce()["max_channels"] == 100
+
+
+def test_writes_survive_their_json_form() -> None:
+    conn = open_connection()
+    update = received(
+        conn.receive(
+            frame(type="update", id="r", c="t", doc="1", v=2, patch=[{"op": "add", "path": "/a",
+                  "value": None}, {"op": "move", "from": "/a", "path": "/b"}], extra=1),
+            now=1,
+        )
+    )  # fmt: skip
+    assert write_from_json(write_to_json(update)) == update
+    call = received(conn.receive(frame(type="call", id="c", m="m"), now=1))
+    assert write_to_json(call) == {"type": "call", "id": "c", "m": "m"}
+    assert write_from_json(write_to_json(call)) == call

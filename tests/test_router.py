@@ -72,6 +72,20 @@ def test_changes_before_the_snapshot_are_buffered_then_routed() -> None:
     assert [(pos, [c["op"] for c in changes]) for pos, changes in out] == [(7, ["patch"])]
 
 
+def test_a_document_that_entered_and_left_before_the_snapshot_stays_out() -> None:
+    """The hub may process changes after the snapshot read that were committed before it.
+    Routing an old "entered" change without the later "left" one would bring the document
+    back for good: the "left" change matches no equality hint and is held by no one yet."""
+    router = Router()
+    fives = channel(Item.qty == 5, key="fives")
+    router.add(fives)
+    router.route(1, ChangeSet((upsert(3, 1, 5),)))  # enters...
+    router.route(2, ChangeSet((upsert(3, 2, 0),)))  # ...and leaves, before the snapshot
+    assert router.start("fives", []) == []  # the snapshot no longer has it: nothing to send
+    routed, _ = router.route(3, ChangeSet((upsert(3, 3, 5),)))
+    assert [(c["op"], c["v"]) for c in routed["fives"]] == [("put", 3)]
+
+
 def test_requery_channels_are_marked_dirty_and_diffed() -> None:
     router = Router()
     window = channel(key="window", requery=True)
@@ -164,6 +178,19 @@ def test_a_window_keeps_itself_without_queries_until_a_document_leaves_it() -> N
     assert [(c["op"], c["id"]) for c in refilled] == [("put", "3")]
     assert not router.dirty(top.key) and top.window is not None
     assert top.window.ids() == ["4", "1", "3"]
+
+
+def test_the_last_document_of_a_full_window_stays_while_it_does_not_move_later() -> None:
+    router = Router()
+    top = window_channel(2)
+    router.add(top)
+    router.start(top.key, [(str(i), 1, doc(i, q)) for i, q in [(1, 9), (2, 8)]])
+    routed, dirty = router.route(1, ChangeSet((update(2, 2, 8),)))  # same place, new version
+    assert [c["op"] for c in routed[top.key]] == ["patch"] and dirty == set()
+    routed, dirty = router.route(2, ChangeSet((update(2, 3, 9),)))  # moves earlier (tie: id)
+    assert [c["op"] for c in routed[top.key]] == ["patch"] and dirty == set()
+    routed, dirty = router.route(3, ChangeSet((update(2, 4, 1),)))  # later: beyond may win
+    assert [c["op"] for c in routed[top.key]] == ["del"] and dirty == {top.key}
 
 
 def test_a_window_that_is_not_full_takes_every_match() -> None:

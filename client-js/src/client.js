@@ -14,6 +14,11 @@
  * - **Reconnect and resume.** Subscriptions made while offline are sent once the handshake
  *   completes; after a reconnect each one resumes from its position (if the epoch is
  *   unchanged) or gets a fresh snapshot, which replaces its data in one `change`.
+ * - **Writes** (writes.js) are shown at once, on top of the server's copies (layer.js),
+ *   in subscriptions that hold the document and in the collection views, which also show
+ *   this client's inserts. Every change event reports what is shown: a write, its
+ *   rejection, and the server's copy replacing it each make one event, and only if the
+ *   shown content changes.
  *
  * Status: `connecting` while a connection is being opened; `online` when the handshake is
  * done and no subscription that had data is being fetched again; `resyncing` when it is
@@ -22,16 +27,19 @@
  */
 import { CLIENT_ERRORS, ERRORS, STATUS } from './constants.js'
 import { Emitter, LiveSyncError } from './emitter.js'
-import { Socket } from './socket.js'
+import { Socket, schemasUrl } from './socket.js'
 import { Subscription } from './subscription.js'
 import { Collection } from './collection.js'
-import { changed, commit, emptyDiff, entry, plan, ref, replace, view } from './cache.js'
+import { commit, emptyDiff, entry, plan, ref, replace } from './cache.js'
+import { overlay } from './layer.js'
+import { Writes, uuid } from './writes.js'
 import { isDoc, valid } from './messages.js'
 
 const DATA_TYPES = ['snap', 'ready', 'nosub', 'tx', 'reset']
 
 export class Client extends Emitter {
   #socket
+  #writes
   #subs = new Set() // active subscriptions, in the order they were made
   #wire = new Map() // `sub` message id on this connection -> subscription
   #unsubbing = new Map() // id of an `unsub` sent, until `unsubbed` -> the repaired subscription, or null
@@ -45,7 +53,20 @@ export class Client extends Emitter {
   /** @param {string} url @param {object} [options] see index.d.ts */
   constructor(url, options) {
     super()
-    const socket = (this.#socket = new Socket(url, options))
+    const client = uuid()
+    const socket = (this.#socket = new Socket(url, { ...options, client }))
+    this.#writes = new Writes(
+      {
+        send: (message) => socket.send(message),
+        server: (c, id) => this.#collections.get(c)?._entry(id),
+        shown: (c, id) => this.#collections.get(c)?.get(id),
+        changed: (docs) => this.#publish([], true, docs),
+        emit: (event, value) => this.#notify([this, event, value]),
+      },
+      schemasUrl(url),
+      client,
+      options,
+    )
     socket.on('state', () => this.#disconnected())
     socket.on('welcome', () => this.#welcome())
     socket.on('frame', (message) => this.#frame(message))
@@ -80,6 +101,46 @@ export class Client extends Emitter {
     return view
   }
 
+  /** This client's random id (sent as `hello.client`): the scope in which the server recognises a write sent again. */
+  get clientId() {
+    return this.#writes.client
+  }
+
+  /**
+   * Insert `doc` into `collection`: shown at once, sent in order. Resolves with `{id, v}`
+   * at the `ack` (with `{fence: true}`: at the fence, once the server's copy is in the
+   * cache); rejects with a LiveSyncError (`invalid` with `fields`, `forbidden`, `conflict`,
+   * ...) after the write was taken back. See writes.js.
+   */
+  insert(collection, doc, options) {
+    return this.#writes.insert(collection, doc, options)
+  }
+
+  /** Change document `id`: `change` is an RFC 6902 patch (an array) or top-level fields to set. */
+  update(collection, id, change, options) {
+    return this.#writes.update(collection, id, change, options)
+  }
+
+  /** Delete document `id`. */
+  remove(collection, id, options) {
+    return this.#writes.remove(collection, id, options)
+  }
+
+  /** Call method `method`; resolves with its return value. */
+  call(method, params, options) {
+    return this.#writes.call(method, params, options)
+  }
+
+  /** Join channel `channel` (for `message` events); joined again after every reconnect. */
+  join(channel) {
+    return this.#writes.join(channel)
+  }
+
+  /** Leave channel `channel`. */
+  leave(channel) {
+    return this.#writes.leave(channel)
+  }
+
   /** Connect again now: after a terminal close code (e.g. 4505 with a fresh token), or to skip a backoff wait. */
   reconnect() {
     if (!this.#closed) this.#socket.connect()
@@ -88,12 +149,13 @@ export class Client extends Emitter {
   /** Stop for good: close the socket; subscriptions stop, their last data stays readable. */
   close() {
     this.#closed = true
+    this.#socket.close()
+    this.#writes.close() // taken back from the subscriptions' data too
     for (const sub of this.#subs) {
       sub.state = 'stopped'
       sub._settle(new LiveSyncError(CLIENT_ERRORS.UNSUBSCRIBED, 'the client was closed'))
     }
     this.#subs.clear()
-    this.#socket.close()
   }
 
   // ---------------------------------------------------------------- connection
@@ -105,11 +167,14 @@ export class Client extends Emitter {
       sub._wire = sub._retiring = sub._snapshot = null
       if (sub.state === 'live') sub.state = 'resyncing'
     }
+    this.#writes.offline()
     this.#updateStatus()
   }
 
+  // Subscriptions first: the fence of a write sent again waits for them (protocol §6.4).
   #welcome() {
     for (const sub of this.#subs) this.#send(sub, false)
+    this.#writes.welcome(this.#socket.welcome.limits)
     this.#updateStatus()
   }
 
@@ -228,6 +293,12 @@ export class Client extends Emitter {
         return this.#reset(m)
       case 'error':
         return this.#serverError(m)
+      case 'ack':
+        return this.#writes.ack(m)
+      case 'fence':
+        return this.#writes.fence(m)
+      case 'msg':
+        return this.#notify([this, 'message', { event: m.ev, data: m.data, channel: m.ch }])
     }
   }
 
@@ -310,6 +381,7 @@ export class Client extends Emitter {
     const sub = typeof m.ref === 'string' ? this.#wire.get(m.ref) : undefined
     const err = new LiveSyncError(m.code, m.message || m.code, { ref: m.ref, subscription: sub })
     this.#notify([this, 'error', err])
+    this.#writes.error(m)
     // An error naming an id refused our `sub` or `unsub` with it: retry if only rate-limited.
     if (m.code === ERRORS.RATE_LIMITED && this.#unsubbing.has(m.ref)) this.#unsub(m.ref, this.#unsubbing.get(m.ref))
     else if (!sub) return
@@ -328,25 +400,39 @@ export class Client extends Emitter {
     this.#draining = false
   }
 
-  // Apply committed diffs to the collection views, then notify: subscriptions first, then
-  // collections, each once. Every store and view is up to date before any listener runs.
-  #publish(diffs, notify) {
+  // Show what changed, then notify: `diffs` are committed changes of subscriptions' server
+  // copies, `docs` the [collection, id]s whose pending writes changed. Subscriptions and
+  // collection views show each document again (the server's copy under this client's
+  // writes); then each emits one `change`, subscriptions first. Every store and view is up
+  // to date before any listener runs.
+  #publish(diffs, notify, docs = []) {
+    const layer = this.#writes.layer
+    const show = (c, id, e) => overlay(e, layer.get(ref(c, id)))
     const views = new Set()
-    for (const [sub, diff] of diffs) {
-      if (!changed(diff)) continue
-      sub._changed(diff)
+    const refs = docs.map(([c, id]) => {
+      const v = this.collection(c)
+      views.add(v)
+      v.touch(id)
+      return ref(c, id)
+    })
+    const events = []
+    const work = new Map(diffs)
+    if (refs.length) for (const sub of this.#subs) if (!work.has(sub)) work.set(sub, emptyDiff())
+    for (const [sub, diff] of work) {
       const hold = (e, held) => {
         const v = this.collection(e.c)
         views.add(v)
         v.hold(sub, e.id, held)
+        return ref(e.c, e.id)
       }
-      for (const e of [...diff.added, ...diff.changed]) hold(e, e)
-      for (const e of diff.removed) hold(e, null)
+      const keys = [...diff.added.map((e) => hold(e, e)), ...diff.changed.map((e) => hold(e, e)), ...diff.removed.map((e) => hold(e, null)), ...refs]
+      const shown = sub._refresh(keys, show)
+      if (notify && shown) events.push([sub, 'change', shown])
     }
-    const events = []
-    const viewDiffs = [...views].map((v) => [v, v.flush()])
-    if (notify) for (const [sub, diff] of diffs) if (changed(diff)) events.push([sub, 'change', view(diff)])
-    for (const [v, diff] of viewDiffs) if (diff) events.push([v, 'change', diff])
+    for (const v of views) {
+      const diff = v.flush(show)
+      if (diff) events.push([v, 'change', diff])
+    }
     this.#notify(...events)
   }
 }

@@ -1,20 +1,24 @@
 /**
  * The merged view of one collection over all of a client's subscriptions: the mergebox of
- * docs/protocol.md §4. It holds one document per id, whichever and however many
- * subscriptions hold it. A document appears when the first subscription gets it and goes
- * when the last one lets it go; while several hold it, the highest version is shown.
- * `docs` is in the order in which ids first appeared here.
+ * docs/protocol.md §4, with this client's pending writes on top (layer.js). It holds one
+ * document per id, whichever and however many subscriptions hold it. A document appears
+ * when the first subscription gets it (or this client inserts it) and goes when the last one
+ * lets it go; while several hold it, the highest version is shown. `docs` is in the order in
+ * which ids first appeared here.
  */
-import { equal } from './patch.js'
 import { Emitter } from './emitter.js'
+import { keep } from './layer.js'
+import { changed } from './cache.js'
 
 export class Collection extends Emitter {
-  /** @type {Map<string, Map<object, object>>} id -> (holder -> its entry) */
+  /** @type {Map<string, Map<object, any>>} id -> (holder -> its entry) */
   #holders = new Map()
-  /** @type {Map<string, object>} id -> the entry shown */
+  /** @type {Map<string, any>} id -> the server's entry shown, `{v, d}` */
+  #server = new Map()
+  /** @type {Map<string, object>} id -> the document shown (writes applied) */
   #shown = new Map()
-  /** @type {Map<string, object | undefined> | null} id -> entry shown before this batch */
-  #before = null
+  /** @type {Set<string> | null} ids changed in this batch */
+  #touched = null
   /** @type {readonly object[] | null} */
   #docs = null
 
@@ -26,16 +30,28 @@ export class Collection extends Emitter {
 
   /** The document with this id, or `undefined`. */
   get(id) {
-    return this.#shown.get(id)?.d
+    return this.#shown.get(id)
   }
 
-  /** All documents; the same frozen array until the next change. */
+  /**
+   * All documents, in the order their ids first appeared on the server, then this client's
+   * inserts the server has not sent yet; the same frozen array until the next change.
+   */
   get docs() {
-    return (this.#docs ??= Object.freeze(Array.from(this.#shown.values(), (e) => e.d)))
+    if (!this.#docs) {
+      const ids = new Set([...this.#server.keys(), ...this.#shown.keys()])
+      this.#docs = Object.freeze([...ids].flatMap((id) => this.#shown.get(id) ?? []))
+    }
+    return this.#docs
   }
 
   get size() {
     return this.#shown.size
+  }
+
+  /** @internal the server's entry `{v, d}` for `id` (the highest version held), or undefined */
+  _entry(id) {
+    return this.#server.get(id)
   }
 
   /**
@@ -44,9 +60,8 @@ export class Collection extends Emitter {
    * @internal
    */
   hold(holder, id, entry) {
-    this.#before ??= new Map()
-    const current = this.#shown.get(id)
-    if (!this.#before.has(id)) this.#before.set(id, current)
+    this.touch(id)
+    const current = this.#server.get(id)
     let holders = this.#holders.get(id)
     if (entry) {
       if (!holders) this.#holders.set(id, (holders = new Map()))
@@ -56,32 +71,43 @@ export class Collection extends Emitter {
       if (!holders.size) this.#holders.delete(id)
     }
     const left = this.#holders.get(id)
-    if (!left) return void this.#shown.delete(id)
+    if (!left) return void this.#server.delete(id)
     // The highest version; on a tie, the entry just written, else the one already shown.
     const score = (e) => (e.v ?? -1) * 4 + (e === entry ? 2 : e === current ? 1 : 0)
     let best
     for (const e of left.values()) if (!best || score(e) > score(best)) best = e
-    this.#shown.set(id, best)
+    this.#server.set(id, best)
+  }
+
+  /** @internal `id` is to be shown again at `flush` (this client's writes on it changed) */
+  touch(id) {
+    ;(this.#touched ??= new Set()).add(id)
   }
 
   /**
-   * End the batch: the `{added, changed, removed}` documents it made (or null if none).
-   * An id whose shown entry was swapped for an equal one is not reported.
+   * End the batch: show again every id touched, `view(c, id, entry)` being what to show for
+   * a server entry. Returns the `{added, changed, removed}` it made, or null if none; a
+   * document whose content stays the same is not reported (and keeps its identity).
    * @internal
    */
-  flush() {
-    const before = this.#before
-    this.#before = null
-    if (!before) return null
+  flush(view = (c, id, e) => e?.d) {
+    const touched = this.#touched
+    this.#touched = null
     /** @type {{added: object[], changed: object[], removed: string[]}} */
     const diff = { added: [], changed: [], removed: [] }
-    for (const [id, was] of before) {
-      const now = this.#shown.get(id)
-      if (was?.d !== now?.d) this.#docs = null
-      if (!was && now) diff.added.push(now.d)
-      else if (was && !now) diff.removed.push(id)
-      else if (was && now.d !== was.d && (was.v !== now.v || !equal(was.d, now.d))) diff.changed.push(now.d)
+    for (const id of touched ?? []) {
+      const was = this.#shown.get(id)
+      const now = keep(was, view(this.name, id, this.#server.get(id)))
+      if (now === was) continue
+      this.#docs = null
+      if (now) {
+        this.#shown.set(id, now)
+        ;(was ? diff.changed : diff.added).push(now)
+      } else {
+        this.#shown.delete(id)
+        diff.removed.push(id)
+      }
     }
-    return diff.added.length || diff.changed.length || diff.removed.length ? diff : null
+    return changed(diff) ? diff : null
   }
 }

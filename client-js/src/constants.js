@@ -1,6 +1,6 @@
 /**
  * Protocol constants, derived from `WIRE`: the table generated from the Python protocol core
- * (src/wire.json, mirrored as src/wire.js; test/unit/constants.test.js keeps them equal).
+ * (src/wire.json; src/wire.js holds its run-time part; test/unit/constants.test.js keeps them equal).
  */
 import { WIRE } from './wire.js'
 

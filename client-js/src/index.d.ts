@@ -30,6 +30,63 @@ export interface ConnectOptions {
   timeout?: number
   /** Reconnect after `heartbeat * welcome.ping_ms` ms without any frame; `false`: never. Default 2. */
   heartbeat?: number | false
+  /**
+   * The writable collections, as `GET <path>/schemas` serves them, to check writes before
+   * sending them. Default: fetched from the gateway when the client starts and on every
+   * connection. `false`: never fetched, writes are not checked locally.
+   */
+  schemas?: Record<string, CollectionSchema> | false
+  /** The `fetch` used for the schemas. Default `globalThis.fetch`. */
+  fetch?: (url: string) => Promise<{ ok: boolean; json(): Promise<any> }>
+}
+
+/** One writable collection, as `GET <path>/schemas` describes it (docs/protocol.md §6.5). */
+export interface CollectionSchema {
+  /** JSON Schema of the whole document (the subset pydantic emits is checked; see README). */
+  schema: Record<string, any>
+  key: string[]
+  immutable?: string[]
+  ids?: 'uuid' | 'client' | 'server'
+  conflicts?: 'reject' | 'last-writer-wins'
+  ops?: Array<'insert' | 'update' | 'remove'>
+}
+
+export interface WriteOptions {
+  /**
+   * Resolve at the write's `fence` (every change it caused is in the cache, as the server's
+   * copy) instead of at its `ack`. Default false.
+   */
+  fence?: boolean
+}
+
+/** What an accepted insert, update or remove resolves with. */
+export interface WriteResult {
+  /** The document's id (for server-assigned ids, the id the server chose). */
+  id: string
+  /** The document's version after the write (for a remove: the deletion's). */
+  v: number
+}
+
+/** One RFC 6902 operation. */
+export interface PatchOperation {
+  op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test'
+  path: string
+  value?: unknown
+  from?: string
+}
+
+/** A field a write got wrong: `path` is a JSON Pointer into the document (or a call's params). */
+export interface FieldError {
+  path: string
+  message: string
+}
+
+/** A message the application pushed (`live.send`): to this connection, its user, or a joined channel. */
+export interface Message {
+  event: string
+  data: unknown
+  /** The channel it was sent to, if it was. */
+  channel?: string
 }
 
 export interface Changes<D extends Doc = Doc> {
@@ -58,6 +115,8 @@ export interface Welcome {
     max_queue_bytes?: number
     rate_per_second?: number
     rate_burst?: number
+    write_rate_per_second?: number
+    write_rate_burst?: number
     snapshot_chunk?: number
   }
 }
@@ -75,6 +134,10 @@ export declare class LiveSyncError extends Error {
   detail?: unknown
   /** For server `error` messages: the `id` of the refused message. */
   ref?: string
+  /** For a rejected write with code `invalid`: what is wrong, field by field. */
+  fields?: FieldError[]
+  /** For a write rejected as `conflict`: the document's current version. */
+  v?: number
   cause?: unknown
 }
 
@@ -111,7 +174,10 @@ export declare class Subscription<D extends Doc = Doc> {
 
 export declare class Collection<D extends Doc = Doc> {
   readonly name: string
-  /** One document per id over all subscriptions, in order of first appearance; frozen. */
+  /**
+   * One document per id over all subscriptions, with this client's pending writes applied
+   * (its inserts included), in order of first appearance on the server; frozen.
+   */
   readonly docs: readonly D[]
   readonly size: number
   get(id: string): D | undefined
@@ -124,8 +190,28 @@ export declare class Client {
   readonly status: Status
   /** The current connection's `welcome`, or null while not connected. */
   readonly session: Welcome | null
+  /** This client's random id, sent as `hello.client`: the scope in which a write sent again is recognised. */
+  readonly clientId: string
   subscribe<D extends Doc = Doc>(name: string, params?: Record<string, unknown>): Subscription<D>
   collection<D extends Doc = Doc>(name: string): Collection<D>
+  /**
+   * Insert `doc`, shown at once in `collection(name)`. Its key: a new UUID unless given
+   * (`ids: "uuid"`), as given (`"client"`), or a temporary `tmp-…` id until the server
+   * assigns one (`"server"`). Resolves at the ack (or fence); rejects with a LiveSyncError
+   * (`invalid` with `fields`, `forbidden`, `conflict`, `not-found`, `rate-limited`,
+   * `internal`, `closed`, …) once the write has been taken back.
+   */
+  insert(collection: string, doc: Doc, options?: WriteOptions): Promise<WriteResult>
+  /** Change document `id`: an RFC 6902 patch (an array), or top-level fields to set (an object). */
+  update(collection: string, id: string | number, change: ReadonlyArray<PatchOperation> | Doc, options?: WriteOptions): Promise<WriteResult>
+  /** Delete document `id`; hidden at once. */
+  remove(collection: string, id: string | number, options?: WriteOptions): Promise<WriteResult>
+  /** Call a method registered with `@live.method`; resolves with its return value. */
+  call<R = unknown>(method: string, params?: Record<string, unknown>, options?: WriteOptions): Promise<R>
+  /** Join a channel (`message` events sent to it); joined again after every reconnect. */
+  join(channel: string): Promise<void>
+  /** Leave a channel. */
+  leave(channel: string): Promise<void>
   /** Connect again now (after a terminal close, e.g. 4505 once a fresh token is at hand). */
   reconnect(): void
   /** Stop for good. Subscriptions stop; their last data stays readable. */
@@ -133,6 +219,8 @@ export declare class Client {
   on(event: 'status', fn: (status: Status) => void): Unsubscribe
   on(event: 'error', fn: (error: LiveSyncError) => void): Unsubscribe
   on(event: 'disconnect', fn: (info: Disconnect) => void): Unsubscribe
+  /** A message the application pushed to this connection, its user, or a channel it joined. */
+  on(event: 'message', fn: (message: Message) => void): Unsubscribe
   off(event: string, fn: (...args: any[]) => void): void
 }
 

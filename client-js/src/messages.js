@@ -39,6 +39,7 @@ const SHAPES = {
   error: (m) => str(m.code),
   ack: (m) => str(m.id) && bool(m.ok) && (m.ok || str(m.code)),
   fence: (m) => str(m.id),
+  msg: (m) => str(m.ev),
 }
 
 /** Parse one text frame: the message, or `undefined` if it is not a JSON object with a `type`. */

@@ -2,9 +2,9 @@
  * The connection: one WebSocket at a time, the handshake, heartbeats, reconnects.
  *
  * It knows nothing of subscriptions. It opens a socket, sends `hello` (with a token got
- * afresh for every attempt), and once `welcome` arrives emits `welcome` and passes every
- * later frame on as `frame` (a parsed message, or `undefined` for one that is not a JSON
- * object with a type). It answers server pings itself. When the socket closes with a code
+ * afresh for every attempt, and the client's id), and once `welcome` arrives emits
+ * `welcome` and passes every later frame on as `frame` (a parsed message, or `undefined`
+ * for one that is not a JSON object with a type). It answers server pings itself. When the socket closes with a code
  * that may be retried (see `reconnects`), it waits `backoff(attempt)` and tries again;
  * otherwise it stops (state `closed`) and emits an `error` with `code: 'closed'`.
  *
@@ -16,6 +16,7 @@ import { CLIENT_ERRORS, CLOSE, VERSION, reconnects } from './constants.js'
 import { Emitter, LiveSyncError } from './emitter.js'
 import { backoff as defaultBackoff } from './backoff.js'
 import { parse, valid } from './messages.js'
+import { bucket, unlimited } from './bucket.js'
 
 const noop = () => {}
 
@@ -23,6 +24,14 @@ const noop = () => {}
 export function socketUrl(url) {
   const resolved = new URL(url, globalThis.location?.href)
   resolved.protocol = resolved.protocol.replace(/^http/, 'ws')
+  return resolved.href
+}
+
+/** The http(s) URL of the gateway's `<path>/schemas` (docs/protocol.md §6.5). */
+export function schemasUrl(url) {
+  const resolved = new URL(socketUrl(url))
+  resolved.protocol = resolved.protocol.replace('ws', 'http')
+  resolved.pathname = resolved.pathname.replace(/\/?$/, '/schemas')
   return resolved.href
 }
 
@@ -43,18 +52,16 @@ export class Socket extends Emitter {
   #run = 0 // bumped by every attempt and by close(): stale callbacks compare and stop
   #retryTimer
   #watchdog // handshake timeout, then heartbeat timeout
+  #client
   #queue = []
-  #tokens = 0
-  #stamp = 0
-  #rate = Infinity
-  #burst = Infinity
+  #take = unlimited
   #drainTimer
 
   /**
    * @param {string} url
    * @param {object} options see `connect` in index.d.ts
    */
-  constructor(url, { WebSocket = globalThis.WebSocket, token, backoff = defaultBackoff(), timeout = 10000, heartbeat = 2 } = {}) {
+  constructor(url, { WebSocket = globalThis.WebSocket, token, backoff = defaultBackoff(), timeout = 10000, heartbeat = 2, client } = {}) {
     super()
     if (typeof WebSocket !== 'function') {
       throw new TypeError('no WebSocket here: pass { WebSocket } (in Node, from the "ws" package)')
@@ -65,6 +72,7 @@ export class Socket extends Emitter {
     this.#backoff = backoff
     this.#timeout = timeout
     this.#heartbeat = heartbeat
+    this.#client = client
   }
 
   /** Start connecting now unless a connection is open or being opened. */
@@ -146,7 +154,7 @@ export class Socket extends Emitter {
       })
     }
     this.#ws = ws
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', v: [VERSION], ...(token == null ? {} : { token }) }))
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', v: [VERSION], token: token ?? undefined, client: this.#client }))
     ws.onmessage = (event) => this.#receive(event.data)
     ws.onclose = (event) => {
       this.#reset()
@@ -173,11 +181,7 @@ export class Socket extends Emitter {
     this.welcome = welcome
     this.#attempt = 0
     const { rate_per_second: rate, rate_burst: burst } = welcome.limits ?? {}
-    const limited = rate > 0 && burst > 0
-    this.#rate = limited ? rate * 0.8 : Infinity
-    this.#burst = limited ? Math.max(1, Math.floor(burst / 2)) : Infinity
-    this.#tokens = this.#burst
-    this.#stamp = Date.now()
+    this.#take = rate > 0 && burst > 0 ? bucket(rate * 0.8, Math.max(1, Math.floor(burst / 2))) : unlimited
     clearTimeout(this.#watchdog)
     if (this.#heartbeat) this.#watch(welcome.ping_ms * this.#heartbeat, CLIENT_ERRORS.HEARTBEAT_TIMEOUT)
     this.state = 'open'
@@ -227,18 +231,13 @@ export class Socket extends Emitter {
     clearTimeout(this.#drainTimer)
   }
 
-  // Token bucket: send what the budget allows, then come back when one more token is due.
+  // Send what the token bucket allows, then come back when one more token is due.
   #flush() {
     clearTimeout(this.#drainTimer)
-    const now = Date.now()
-    if (now > this.#stamp) this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#stamp) * this.#rate) / 1000)
-    this.#stamp = now
-    while (this.#queue.length && this.#tokens >= 1) {
-      this.#tokens--
+    while (this.#queue.length) {
+      const wait = this.#take()
+      if (wait) return void (this.#drainTimer = setTimeout(() => this.#flush(), wait))
       this.#ws.send(this.#queue.shift())
-    }
-    if (this.#queue.length) {
-      this.#drainTimer = setTimeout(() => this.#flush(), Math.ceil(((1 - this.#tokens) * 1000) / this.#rate))
     }
   }
 }

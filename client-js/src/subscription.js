@@ -11,7 +11,8 @@
  * `unsubscribe()`, a `nosub`, or `client.close()`.
  */
 import { Emitter } from './emitter.js'
-import { ref } from './cache.js'
+import { changed, ref } from './cache.js'
+import { keep } from './layer.js'
 import { comparator } from './order.js'
 
 export class Subscription extends Emitter {
@@ -23,7 +24,8 @@ export class Subscription extends Emitter {
   epoch = null
   pos = null
 
-  _store = new Map() // ref(c, id) -> {c, id, v, d}, in the subscription's order
+  _store = new Map() // ref(c, id) -> {c, id, v, d}, the server's copies, in the subscription's order
+  _shown = new Map() // ref(c, id) -> the document shown: the server's copy with this client's writes
   _wire = null // the id of the `sub` message in force on this connection
   _retiring = null // the id it replaced, until the server confirms `unsubbed`
   _snapshot = null // snapshot chunks received for `_wire`
@@ -61,12 +63,16 @@ export class Subscription extends Emitter {
 
   /**
    * The documents in the publication's order: sorted by `ready.order` when the server sent
-   * one, else snapshot order with later arrivals last. The same frozen array until the next
-   * change.
+   * one, else snapshot order with later arrivals last; this client's pending writes applied
+   * (layer.js). The same frozen array until the next change.
    */
   get docs() {
     if (!this.#docs) {
-      const docs = Array.from(this._store.values(), (e) => e.d)
+      const docs = []
+      for (const key of this._store.keys()) {
+        const d = this._shown.get(key)
+        if (d) docs.push(d)
+      }
       if (this.#order) docs.sort(this.#order)
       this.#docs = Object.freeze(docs)
     }
@@ -76,8 +82,8 @@ export class Subscription extends Emitter {
   /** The document with this id (in `collection`, needed only if it holds several), or `undefined`. */
   get(id, collection) {
     for (const c of collection === undefined ? this.#collections : [collection]) {
-      const e = this._store.get(ref(c, id))
-      if (e) return e.d
+      const d = this._shown.get(ref(c, id))
+      if (d) return d
     }
     return undefined
   }
@@ -88,10 +94,31 @@ export class Subscription extends Emitter {
     this.#docs = null
   }
 
-  /** @internal the store changed by `diff` */
-  _changed(diff) {
+  /**
+   * @internal Show again the documents `keys` (refs) name, after their server copy in
+   * `_store` or this client's writes on them changed: `view(c, id, entry)` is what to show
+   * for a server entry. Returns the `{added, changed, removed}` it made, or null.
+   */
+  _refresh(keys, view) {
+    /** @type {{added: object[], changed: object[], removed: string[]}} */
+    const diff = { added: [], changed: [], removed: [] }
+    for (const key of new Set(keys)) {
+      const e = this._store.get(key)
+      const was = this._shown.get(key)
+      const now = keep(was, e && view(e.c, e.id, e))
+      if (e) this.#collections.add(e.c)
+      if (now === was) continue
+      if (now) {
+        this._shown.set(key, now)
+        ;(was ? diff.changed : diff.added).push(now)
+      } else {
+        this._shown.delete(key)
+        diff.removed.push(key.slice(key.indexOf('\u0000') + 1))
+      }
+    }
+    if (!changed(diff)) return null
     this.#docs = null
-    for (const e of diff.added) this.#collections.add(e.c)
+    return diff
   }
 
   /** @internal resolve or reject `ready`, once */

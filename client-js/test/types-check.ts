@@ -1,7 +1,7 @@
 // Compiled by `tsc` (npm test), never run: the declarations must accept real usage and
 // reject misuse. It imports the package by name, so `exports` and `types` are checked too.
 import { connect, backoff, applyPatch, CLOSE, ERRORS, STATUS, LiveSyncError } from 'livesync-client'
-import type { Client, Subscription, Collection, Changes, Status, Doc } from 'livesync-client'
+import type { Client, Subscription, Collection, Changes, Status, Doc, WriteResult, Message, FieldError } from 'livesync-client'
 
 interface Order extends Doc {
   id: number
@@ -47,6 +47,26 @@ const n: number = view.size + view.docs.length
 const off = view.on('change', (c) => c.removed)
 off()
 
+// Writes
+interface Todo extends Doc {
+  id: string
+  title: string
+  done: boolean
+}
+connect('/live', { schemas: false })
+connect('/live', { schemas: { todos: { schema: { type: 'object' }, key: ['id'], ids: 'uuid', ops: ['insert'] } }, fetch: async (url) => ({ ok: url.length > 0, json: async () => ({}) }) })
+const inserted: Promise<WriteResult> = client.insert('todos', { title: 'milk' })
+inserted.then(({ id, v }) => id.toUpperCase() + v.toFixed())
+client.update('todos', 'some-id', { done: true }, { fence: true })
+client.update('todos', 7, [{ op: 'replace', path: '/title', value: 'x' }])
+client.remove('todos', 'some-id').catch((err: LiveSyncError) => err.fields?.map((f: FieldError) => f.path) ?? err.v)
+client.call<{ archived: number }>('archive', { before: '2026-11-01' }).then((r) => r.archived.toFixed())
+client.join('room:1').then(() => client.leave('room:1'))
+client.on('message', ({ event, data, channel }: Message) => [event.toUpperCase(), data, channel?.length])
+const me: string = client.clientId
+const todoView: Collection<Todo> = client.collection<Todo>('todos')
+todoView.docs.map((t) => t.done)
+
 const patched = applyPatch<{ a: number }>({ a: 1 }, [{ op: 'replace', path: '/a', value: 2 }])
 patched.a.toFixed()
 const s: string = STATUS.RESYNCING
@@ -60,8 +80,12 @@ orders.docs.push({ id: 1, status: '', total: '' })
 // @ts-expect-error status is read-only
 client.status = 'online'
 // @ts-expect-error no such event
-client.on('message', () => {})
+client.on('launch', () => {})
+// @ts-expect-error a patch is a list of operations with an op
+client.update('todos', '1', [{ path: '/x' }])
+// @ts-expect-error the id is read-only
+client.clientId = 'mine'
 // @ts-expect-error a subscription's change carries ids in `removed`
 orders.on('change', (c) => c.removed.map((d) => d.total))
 
-export { status, one, state, n, s }
+export { status, one, state, n, s, me }

@@ -29,6 +29,8 @@ from ..protocol import (
     CloseCode,
     ErrorCode,
     Hello,
+    Join,
+    Leave,
     Ping,
     Received,
     Send,
@@ -42,6 +44,8 @@ from ..publications import Context, SubscriptionError
 from ..tokens import TokenError
 from .frames import text_header
 from .hub import Frame, Hub, Outlet
+from .push import Member, Pushes
+from .queue import WriteQueue
 from .writes import ConnectionWrites
 
 if TYPE_CHECKING:
@@ -61,6 +65,8 @@ class Gateway:
         self.live = live
         self.limits = live.limits
         self.hub = Hub(live, limits=self.limits)
+        self.pushes = Pushes(live)
+        self.queue: WriteQueue | None = None
         self.connections = 0
         self.slow_disconnects = 0
         self._relay: Any = None
@@ -68,10 +74,15 @@ class Gateway:
         self._backlog = 0
         self._backlog_at = 0.0
         self.outlets: set[Outlet] = set()
+        self._closers: dict[Outlet, Callable[[Close], None]] = {}
         self._pinger: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.hub.start()
+        await self.pushes.start()
+        if self.live.settings.writes == "queue":
+            self.queue = WriteQueue(self.live)
+            await self.queue.start()
         self._pinger = asyncio.create_task(self._ping_all())
         if self.live.settings.run_relay:
             self._relay = self.live.relay()
@@ -80,10 +91,25 @@ class Gateway:
             self._request_janitor = self.live.request_janitor()
             self._request_janitor.start()
 
+    async def going_away(self, grace: float = 2.0) -> None:
+        """Close every connection with 1001 (reconnect and resume) before the server stops.
+
+        Left to itself Sanic closes websockets with 1000, which tells clients not to come
+        back: after a routine restart every page would stay offline.
+        """
+        for close in list(self._closers.values()):
+            close(Close(CloseCode.GOING_AWAY, "server restarting; reconnect"))
+        deadline = time.monotonic() + grace
+        while self._closers and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     async def stop(self) -> None:
         if self._pinger is not None:
             self._pinger.cancel()
         await self.hub.stop()
+        await self.pushes.stop()
+        if self.queue is not None:
+            await self.queue.stop()
         if self._relay is not None:
             await asyncio.to_thread(self._relay.stop)
         if self._request_janitor is not None:
@@ -124,10 +150,12 @@ class Gateway:
 
         outlet = Outlet(send, conn.ended)
         self.outlets.add(outlet)
+        self._closers[outlet] = close
         session = uuid.uuid4().hex[:12]
         ctx: Context | None = None
         client = session  # idempotency scope: hello.client, else this connection only
         writes: ConnectionWrites | None = None
+        member: Member | None = None
         self.connections += 1
         try:
             while not closing:
@@ -146,24 +174,36 @@ class Gateway:
                     elif isinstance(event, Received) and isinstance(event.message, Write):
                         assert ctx is not None  # the protocol core only lets hello through first
                         if writes is None:
+                            execute = None if self.queue is None else self.queue.execute
                             writes = ConnectionWrites(
-                                self.live, self.hub, outlet, ctx, client, send
+                                self.live, self.hub, outlet, ctx, client, send, execute
                             )
                         writes.submit(event.message)
+                    elif isinstance(event, Received) and isinstance(event.message, Join):
+                        assert ctx is not None and member is not None
+                        send((await self.pushes.join(member, ctx, event.message)).data)
+                    elif isinstance(event, Received) and isinstance(event.message, Leave):
+                        assert member is not None
+                        send(self.pushes.leave(member, event.message).data)
                     elif isinstance(event, Received):
                         if isinstance(event.message, Hello) and event.message.client:
                             client = event.message.client
                         ctx = await self._handle(
                             event.message, request, ctx, session, outlet, conn, send, close
                         )
+                        if ctx is not None and member is None:
+                            member = self.pushes.connect(outlet, ctx)
             if closers:
                 await asyncio.gather(*closers, return_exceptions=True)
         finally:
             self.connections -= 1
+            if member is not None:
+                self.pushes.disconnect(member)
             for task in list(outlet.tasks):
                 task.cancel()
             self.hub.drop(outlet)
             self.outlets.discard(outlet)
+            self._closers.pop(outlet, None)
 
     async def _handle(
         self,
@@ -298,6 +338,13 @@ class Gateway:
             ("livesync_slow_disconnects_total", "counter", self.slow_disconnects),
             ("livesync_broker_lag_seconds", "gauge", round(stats.lag_seconds, 6)),
             ("livesync_outbox_backlog", "gauge", self._backlog),
+            ("livesync_push_messages_out_total", "counter", self.pushes.delivered),
+            ("livesync_write_queue_waiting", "gauge", self.queue.waiting if self.queue else 0),
+            (
+                "livesync_write_queue_withdrawn_total",
+                "counter",
+                self.queue.withdrawn if self.queue else 0,
+            ),
         ]
         body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
         return text(body, content_type="text/plain; version=0.0.4")
@@ -319,6 +366,10 @@ def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
     @bp.before_server_start
     async def _start(app: Any) -> None:
         await gateway.start()
+
+    @bp.before_server_stop
+    async def _going_away(app: Any) -> None:
+        await gateway.going_away()
 
     @bp.after_server_stop
     async def _stop(app: Any) -> None:

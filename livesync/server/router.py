@@ -68,9 +68,15 @@ class Router:
         # (collection, id) -> keys of compiled channels holding that document, so a change
         # finds the channels it may remove a document from without scanning all channels.
         self._holders: dict[tuple[str, str], set[str]] = {}
+        # collection -> compiled channels still reading their snapshot: they keep every
+        # change set of their collection, since a document's *leaving* cannot be told from
+        # holders they do not have yet (see :meth:`start`).
+        self._starting: dict[str, set[str]] = {}
 
     def add(self, channel: Channel) -> None:
         self.channels[channel.key] = channel
+        if channel.compiled is not None and not channel.ready:
+            self._starting.setdefault(channel.collection, set()).add(channel.key)
         if channel.compiled is None:
             self._requery.setdefault(channel.collection, set()).add(channel.key)
         else:
@@ -84,20 +90,38 @@ class Router:
             self._release(channel, doc_id)
         self._index.remove(key)
         self._requery.get(channel.collection, set()).discard(key)
+        self._starting.get(channel.collection, set()).discard(key)
 
     def start(self, key: str, rows: list[Row]) -> list[tuple[int, WireChanges]]:
         """Mark a channel initialised from a snapshot of ``(id, version, doc)`` rows, and route
-        the change sets it buffered meanwhile. Returns ``(pos, changes)`` to deliver."""
+        the change sets it kept meanwhile. Returns ``(pos, changes)`` to deliver.
+
+        Only the last kept change of each document is routed: an earlier one may predate
+        the snapshot (the hub can process a change after the snapshot read that was
+        committed before it) and would bring back, say, an order that has since left the
+        filter, if the change that made it leave were not routed after it.
+        """
         channel = self.channels[key]
         for doc_id, version, _ in rows:
             self._hold(channel, doc_id, version)
         if channel.window is not None:
             channel.window.load((doc_id, doc) for doc_id, _, doc in rows)
         channel.ready = True
+        self._starting.get(channel.collection, set()).discard(key)
         pending, channel.pending = channel.pending, []
+        last: dict[str, int] = {}
+        for index, (_, changeset) in enumerate(pending):
+            for change in changeset.changes:
+                if change.collection == channel.collection:
+                    last[change.id] = index
         out: list[tuple[int, WireChanges]] = []
-        for pos, changeset in pending:
-            changes = self._route_channel(channel, changeset.changes)
+        for index, (pos, changeset) in enumerate(pending):
+            latest = [
+                c
+                for c in changeset.changes
+                if c.collection == channel.collection and last.get(c.id) == index
+            ]
+            changes = self._route_channel(channel, latest)
             if changes:
                 out.append((pos, changes))
         return out
@@ -116,12 +140,14 @@ class Router:
             keys.update(self._holders.get((collection, change.id), ()))
             for key in keys:
                 touched.setdefault(key, []).append(change)
+        for collection in {change.collection for change in changeset.changes}:
+            for key in self._starting.get(collection, ()):
+                self.channels[key].pending.append((pos, changeset))
         out: dict[str, WireChanges] = {}
         for key, changes in touched.items():
             channel = self.channels[key]
             if not channel.ready:
-                channel.pending.append((pos, changeset))
-                continue
+                continue  # kept whole above
             routed = self._route_channel(channel, changes)
             if routed:
                 out[key] = routed
@@ -200,8 +226,9 @@ class Router:
             matches = doc is not None and channel.compiled.predicate(doc)
             window = channel.window
             if window is not None:
-                window.discard(change.id)
-                if matches:
+                if not matches:
+                    window.discard(change.id)
+                else:
                     assert doc is not None
                     matches, evicted = window.place(change.id, doc)
                     if evicted is not None:

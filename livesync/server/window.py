@@ -54,15 +54,24 @@ class Window:
             self._entries.pop(bisect.bisect_left(self._entries, (sort_key, doc_id)))
 
     def place(self, doc_id: str, doc: Mapping[str, Any]) -> tuple[bool, str | None]:
-        """Offer a matching document that the window does not hold.
+        """Offer a matching document, new to the window or one it holds that changed.
 
         Returns ``(inside, evicted)``: whether it is now in the window, and the id of the
         document it pushed out of a full window, if any. A document that cannot be placed
         (it sorts after the window's last entry while documents beyond may exist) stays out,
-        and the window is ``short`` if it has room: the next fetch decides.
+        and the window is ``short`` if it has room: the next fetch decides. The window's
+        own last document stays where it is as long as it does not move later: every
+        document beyond sorts after its old place.
         """
         sort_key = self.order(doc)
         entries = self._entries
+        old = self._sort_keys.get(doc_id)
+        if old is not None:
+            was_last = entries[-1][1] == doc_id
+            self.discard(doc_id)
+            if was_last and (sort_key, doc_id) <= (old, doc_id):
+                self._insert(sort_key, doc_id)
+                return True, None
         if not self.more and len(entries) < self.limit:
             self._insert(sort_key, doc_id)
             return True, None

@@ -2,7 +2,8 @@
 
 Writes of one connection run one at a time, in the order they arrived, so a client can
 send an insert and an update of the same document back to back. Each runs in a worker
-thread (:meth:`LiveSync.execute`: one transaction), and the connection's other messages
+thread (:meth:`LiveSync.execute`: one transaction), or, in queue mode, in a ``livesync
+worker`` process (:mod:`livesync.server.queue`); the connection's other messages
 (subscriptions, pings) are served meanwhile.
 
 For an accepted write the gateway sends ``ack`` and then, once every change the write
@@ -15,10 +16,12 @@ caused has been sent to this connection, ``fence``:
    it.
 
 A write that changed nothing, and a resent write answered from its stored ack, get their
-fence as soon as the connection's subscriptions are settled. If the change set is not
-delivered within ``write_fence_timeout`` (a broker outage longer than that), the fence is
-sent anyway and a warning logged: the changes still arrive through the subscriptions, as
-every change does. A rejected write gets no fence.
+fence as soon as the connection's subscriptions are settled. (In queue mode, a request a
+worker ran again after another worker died is answered from its stored ack too, but its
+first attempt committed a change set with the same id, so its fence waits for it.) If
+the change set is not delivered within ``write_fence_timeout`` (a broker outage longer
+than that), the fence is sent anyway and a warning logged: the changes still arrive
+through the subscriptions, as every change does. A rejected write gets no fence.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import asyncio
 import collections
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..dispatch import Outcome, internal
@@ -39,6 +42,22 @@ if TYPE_CHECKING:
     from ..live import LiveSync
 
 log = logging.getLogger("livesync.gateway")
+
+Executor = Callable[[Context, Write, str, str], Awaitable[Outcome]]
+"""Runs one write: ``(ctx, message, client, changeset_id) -> Outcome``. Inline mode runs
+it in a worker thread of this process; queue mode hands it to ``livesync worker``
+processes (:class:`~livesync.server.queue.WriteQueue`)."""
+
+
+def inline(live: LiveSync) -> Executor:
+    """The inline executor: :meth:`LiveSync.execute` in a thread of the default pool."""
+
+    async def execute(ctx: Context, message: Write, client: str, changeset_id: str) -> Outcome:
+        return await asyncio.to_thread(
+            live.execute, ctx, message, client=client, changeset_id=changeset_id
+        )
+
+    return execute
 
 
 class ConnectionWrites:
@@ -52,8 +71,10 @@ class ConnectionWrites:
         ctx: Context,
         client: str,
         send: Callable[[Frame], None],
+        execute: Executor | None = None,
     ) -> None:
         self.live = live
+        self.execute = execute or inline(live)
         self.hub = hub
         self.outlet = outlet
         self.ctx = ctx
@@ -81,9 +102,7 @@ class ConnectionWrites:
         changeset_id = uuid.uuid4().hex
         waiter = self.hub.expect(changeset_id)
         try:
-            outcome = await asyncio.to_thread(
-                self.live.execute, self.ctx, message, client=self.client, changeset_id=changeset_id
-            )
+            outcome = await self.execute(self.ctx, message, self.client, changeset_id)
         except asyncio.CancelledError:
             self.hub.forget(changeset_id)
             raise

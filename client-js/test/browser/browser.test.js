@@ -52,4 +52,19 @@ describe('in a real browser', { skip }, () => {
     assert.deepEqual(errors, []);
     await page.screenshot({ path: path.join(ARTIFACTS, 'client-page.png') });
   });
+
+  test('a page writes: checked against /live/schemas, shown, acknowledged, seen by Python', async () => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (error) => errors.push(error));
+    await page.goto(`${gateway.http}/`);
+    await page.locator('#status[data-status="online"]').waitFor();
+    const refused = await page.evaluate(() => window.livesync.client.insert('t_items', { title: '' }).catch((err) => [err.code, err.fields]));
+    assert.deepEqual(refused, ['invalid', [{ path: '/title', message: 'must have at least 1 characters' }]]);
+    const { id } = await page.evaluate(() => window.livesync.client.insert('t_items', { title: 'written by the page', qty: 3 }, { fence: true }));
+    await page.locator(`li[data-id="${id}"]`, { hasText: 'written by the page (3)' }).waitFor();
+    const { items } = await writer.send({ op: 'dump' });
+    assert.equal(items.find((item) => item.id === id)?.title, 'written by the page');
+    assert.deepEqual(errors, []);
+  });
 });

@@ -10,7 +10,8 @@ test('handshake: hello with version and token, then online', (t) => {
   const ws = server()
   assert.equal(ws.url, 'ws://test/live')
   ws.open()
-  assert.deepEqual(ws.sent, [{ type: 'hello', v: [1], token: 'tok' }])
+  assert.match(client.clientId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a random UUID')
+  assert.deepEqual(ws.sent, [{ type: 'hello', v: [1], token: 'tok', client: client.clientId }])
   assert.equal(client.status, 'connecting', 'not online before welcome')
   ws.deliver(WELCOME)
   assert.equal(client.status, 'online')
@@ -19,9 +20,9 @@ test('handshake: hello with version and token, then online', (t) => {
 })
 
 test('hello without a token leaves the field out', (t) => {
-  const { server } = setup(t)
+  const { client, server } = setup(t)
   server().open()
-  assert.deepEqual(server().sent[0], { type: 'hello', v: [1] })
+  assert.deepEqual(server().sent[0], { type: 'hello', v: [1], client: client.clientId })
 })
 
 test('an async token function is called again for every connection', async (t) => {
@@ -61,7 +62,7 @@ test('a token function that throws is reported and retried with backoff', async 
 
 test('relative and http URLs become ws URLs; no WebSocket is an immediate error', () => {
   const { FakeWebSocket, sockets } = fakeWebSocket()
-  connect('https://example.org/live', { WebSocket: FakeWebSocket }).close()
+  connect('https://example.org/live', { WebSocket: FakeWebSocket, schemas: false }).close()
   assert.equal(sockets[0].url, 'wss://example.org/live')
   assert.throws(() => connect('ws://x/live', { WebSocket: undefined }), /WebSocket/)
 })
@@ -263,7 +264,7 @@ test('a WebSocket constructor that throws (say, a blocked URL) is terminal and r
       throw new Error('SecurityError')
     }
   }
-  const client = connect('ws://x/live', { WebSocket: Refusing })
+  const client = connect('ws://x/live', { WebSocket: Refusing, schemas: false })
   const errors = []
   client.on('error', (e) => errors.push(e))
   await flush()

@@ -56,7 +56,7 @@ export function fakeWebSocket() {
 export function setup(t, options = {}) {
   t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 })
   const { FakeWebSocket, sockets } = fakeWebSocket()
-  const client = connect('ws://test/live', { WebSocket: FakeWebSocket, backoff: () => 1000, ...options })
+  const client = connect('ws://test/live', { WebSocket: FakeWebSocket, backoff: () => 1000, schemas: false, ...options })
   const statuses = []
   const errors = []
   const disconnects = []
