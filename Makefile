@@ -8,6 +8,8 @@ JS := client-js
 JS_STAMP := $(JS)/node_modules/.installed
 DASH := examples/dashboard
 DASH_STAMP := $(DASH)/node_modules/.installed
+TODO := examples/todo
+TODO_STAMP := $(TODO)/node_modules/.installed
 
 .PHONY: install demo test check style types pytest js js-unit js-integration js-examples bench clean
 
@@ -31,6 +33,10 @@ $(DASH_STAMP): $(DASH)/package.json $(DASH)/package-lock.json
 	cd $(DASH) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(DASH_STAMP)
 
+$(TODO_STAMP): $(TODO)/package.json $(TODO)/package-lock.json
+	cd $(TODO) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(TODO_STAMP)
+
 ## The whole test suite: style, types, pytest, then the JavaScript client's tests.
 test: check pytest js
 
@@ -47,9 +53,11 @@ js-unit: $(JS_STAMP)
 js-integration: $(STAMP) $(JS_STAMP)
 	cd $(JS) && node --test --test-concurrency=1 test/integration/ test/browser/
 
-## The dashboard example in a real browser (two pages, writes, restarts, lag at 200 writes/s).
-js-examples: $(STAMP) $(DASH_STAMP)
+## The examples in a real browser: the dashboard (two pages, writes, restarts, lag at 200
+## writes/s) and the to-do list (two pages in sync, refused writes shown and rolled back).
+js-examples: $(STAMP) $(DASH_STAMP) $(TODO_STAMP)
 	cd $(DASH) && npm test
+	cd $(TODO) && npm test
 
 check: style types
 
@@ -65,4 +73,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info livesync-demo.db \
-		$(JS)/node_modules $(DASH)/node_modules test-artifacts
+		$(JS)/node_modules $(DASH)/node_modules $(TODO)/node_modules test-artifacts

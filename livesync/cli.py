@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from .live import LiveSync
+from .logs import FORMATS, LEVELS, configure
 
 
 def _live(args: argparse.Namespace) -> LiveSync:
@@ -19,8 +19,12 @@ def _live(args: argparse.Namespace) -> LiveSync:
 
 
 def _db(args: argparse.Namespace) -> int:
+    import logging
+
     from . import migrate
 
+    # Progress: Alembic logs each step ("Running upgrade A -> B") at INFO.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
     live = _live(args)
     try:
         if args.action == "upgrade":
@@ -168,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="livesync", description="Live, replicated collections from SQLAlchemy models."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--log-level", choices=LEVELS, help="default: $LIVESYNC_LOG_LEVEL or warning"
+    )
+    parser.add_argument(
+        "--log-format", choices=FORMATS, help="text or json lines; default $LIVESYNC_LOG_FORMAT"
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--database-url", help="default: $LIVESYNC_DATABASE_URL or SQLite")
     common.add_argument("--broker-url", help="default: $LIVESYNC_BROKER_URL or memory://")
@@ -230,10 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure(args.log_level, args.log_format, args.verbose)
     return int(args.run(args))
 
 

@@ -181,6 +181,7 @@ def test_alembic_and_the_cli_create_the_same_table(tmp_path: Any) -> None:
     by_cli = f"sqlite:///{tmp_path / 'cli.db'}"
     out = _run(livesync_cli, "db", "upgrade", "--database-url", by_cli)
     assert "livesync_0002" in out
+    assert "Running upgrade livesync_0001 -> livesync_0002" in out  # one line per step
     for url in (by_alembic, by_cli):
         engine = create_engine(url)
         try:
