@@ -230,10 +230,31 @@ async def test_the_browser_client_is_served_next_to_the_socket(
     assert b"export" in body and b"connect" in body
 
 
-def _get_with_headers(port: int, path: str) -> tuple[Any, bytes]:
+async def test_allowed_origins_may_load_the_client_and_the_schemas(database_url: str) -> None:
+    live = make_live(database_url, origins=["http://app.example"])
+    live.collection(Item, publish=True)
+    try:
+        async with running_gateway(live) as port:
+            for path in ("/live/client/index.js", "/live/schemas"):
+                allowed, _ = await in_thread(
+                    _get_with_headers, port, path, {"Origin": "http://app.example"}
+                )
+                assert allowed["Access-Control-Allow-Origin"] == "http://app.example"
+                other, _ = await in_thread(
+                    _get_with_headers, port, path, {"Origin": "http://evil.example"}
+                )
+                assert other["Access-Control-Allow-Origin"] is None
+    finally:
+        live.close()
+
+
+def _get_with_headers(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[Any, bytes]:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT) as response:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
         return response.headers, response.read()
 
 

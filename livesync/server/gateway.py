@@ -118,7 +118,7 @@ class Gateway:
 
     # ------------------------------------------------------------------ one connection
     async def serve(self, request: Request, ws: Any) -> None:
-        if not self._origin_allowed(request):
+        if not self.origin_allowed(request):
             await ws.close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
             return
         conn = ServerConnection(self.limits)
@@ -293,7 +293,8 @@ class Gateway:
             for outlet in list(self.outlets):
                 outlet.send(frame)
 
-    def _origin_allowed(self, request: Request) -> bool:
+    def origin_allowed(self, request: Request) -> bool:
+        """Whether a browser page on the request's ``Origin`` may use this gateway."""
         origin = request.headers.get("origin")
         if origin is None:
             return True  # not a browser: cross-site hijacking needs a browser
@@ -385,6 +386,18 @@ def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
     client = client_files()
     if client is not None:  # the browser client, importable with no build step or npm
         bp.static(path.rstrip("/") + "/client/", str(client), name="livesync_client")
+
+    shared = (path.rstrip("/") + "/client/", path.rstrip("/") + "/schemas")
+
+    async def _cors(request: Request, response: HTTPResponse) -> None:
+        # A page served by another origin that may open the websocket (the allow-list)
+        # may also load the client's modules and the write schemas.
+        origin = request.headers.get("origin")
+        if origin and request.path.startswith(shared) and gateway.origin_allowed(request):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+
+    bp.middleware(_cors, attach_to="response")
     bp.ctx.gateway = gateway
     return bp
 

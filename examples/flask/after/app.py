@@ -33,7 +33,6 @@ Session = live.install(sessionmaker(engine))  # every commit of these sessions i
 live.collection(Order, publish=True)  # the publication `livesync serve` offers: every order
 Base.metadata.create_all(engine)
 live.upgrade()  # livesync's outbox table (or run `livesync db upgrade` when you deploy)
-live.app.on_response(lambda _, r: r.headers.update({"Access-Control-Allow-Origin": "*"}))
 PAGE = Path(__file__).with_name("page.html").read_text()
 
 
