@@ -255,14 +255,8 @@ class Hub:
 
     def _send(self, outlet: Outlet, keys: list[str], frame: bytes) -> None:
         if outlet.buffering and outlet.hold(keys, frame):
-            return
-        self.stats.frames_out += 1
-        self.stats.bytes_out += len(frame)
-        try:
-            outlet.send(frame)
-        except Exception:  # one broken connection must not stop the others' fan-out
-            log.exception("sending to a connection failed; dropping it")
-            self.drop(outlet)
+            return  # counted and sent when the starting subscription is ready
+        self._deliver_frame(outlet, frame)
 
     # ------------------------------------------------------------------ subscriptions
     async def subscribe(
@@ -346,6 +340,10 @@ class Hub:
         return self.router.channels.get(channel.key) is channel
 
     def _deliver_frame(self, outlet: Outlet, frame: Frame) -> None:
+        """Send one frame now (counted in the stats); a broken connection is dropped, and
+        never stops the others' fan-out."""
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(frame)
         try:
             outlet.send(frame)
         except Exception:

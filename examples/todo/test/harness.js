@@ -1,200 +1,24 @@
-// Real processes for the to-do example's browser tests: `livesync serve examples.todo.app:live`
-// gateways and a Python writer (examples/todo/test/writer.py) on PostgreSQL + Redis, and
-// Debian's chromium driven by playwright-core.
-//
-// Missing PostgreSQL, Redis or chromium skips the tests with the reason, except under
-// LIVESYNC_REQUIRE_SERVICES=1 (CI), where it fails them.
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+// The to-do example's browser tests: the examples' shared harness (examples/harness.js)
+// bound to this example, plus a page that records the writes it sends.
+import { CHROMIUM, TIMEOUT, exampleHarness, openPage } from '../../harness.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'todo');
-export const CHROMIUM = process.env.LIVESYNC_CHROMIUM ?? '/usr/bin/chromium';
-const PYTHON = process.env.LIVESYNC_PYTHON ?? path.join(ROOT, '.venv', 'bin', 'python');
-const POSTGRES = process.env.LIVESYNC_TODO_POSTGRES_URL
-  ?? 'postgresql+psycopg://postgres@127.0.0.1:5432/livesync_todo';
-const REDIS = process.env.LIVESYNC_TODO_REDIS_URL ?? 'redis://127.0.0.1:6379/13';
-export const TIMEOUT = 10_000 * Number(process.env.LIVESYNC_TEST_TIMEOUT_FACTOR ?? 1);
-
-function reachable(port, host = '127.0.0.1') {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host });
-    socket.setTimeout(1000);
-    socket.once('connect', () => { socket.destroy(); resolve(true); });
-    socket.once('error', () => resolve(false));
-    socket.once('timeout', () => { socket.destroy(); resolve(false); });
-  });
-}
-
-/** A skip reason when PostgreSQL, Redis or chromium is missing; throws instead under CI. */
-export async function services() {
-  const missing = [];
-  if (!(await reachable(Number(new URL(POSTGRES.replace('+psycopg', '')).port || 5432)))) missing.push(`PostgreSQL (${POSTGRES})`);
-  if (!(await reachable(Number(new URL(REDIS).port || 6379)))) missing.push(`Redis (${REDIS})`);
-  if (!existsSync(CHROMIUM)) missing.push(`chromium (${CHROMIUM}; apt-get install chromium)`);
-  if (missing.length === 0) return undefined;
-  const reason = `${missing.join(', ')} not available`;
-  if (process.env.LIVESYNC_REQUIRE_SERVICES === '1') throw new Error(`${reason} and LIVESYNC_REQUIRE_SERVICES=1`);
-  return reason;
-}
-
-/** playwright-core from this example's node_modules, or client-js's when only that is installed. */
-export async function chromium() {
-  for (const base of ['examples/todo', 'client-js']) {
-    const entry = path.join(ROOT, base, 'node_modules', 'playwright-core', 'index.mjs');
-    if (existsSync(entry)) return (await import(entry)).chromium;
-  }
-  throw new Error('playwright-core is not installed: cd examples/todo && npm ci');
-}
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** LIVESYNC_* settings for one test file: a fresh schema-less topic, so runs never mix. */
-export function environment(overrides = {}) {
-  return {
-    ...process.env,
-    PYTHONPATH: ROOT,
-    LIVESYNC_DATABASE_URL: POSTGRES,
-    LIVESYNC_BROKER_URL: REDIS,
-    LIVESYNC_TOPIC: `todo-${randomBytes(6).toString('hex')}`,
-    LIVESYNC_RELAY_INTERVAL: '0.1',
-    LIVESYNC_OUTBOX_GRACE: '0.5',
-    ...overrides,
-  };
-}
-
-function remember(child) {
-  const lines = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    stream?.setEncoding('utf8');
-    stream?.on('data', (chunk) => { lines.push(chunk); if (lines.length > 200) lines.shift(); });
-  }
-  return () => lines.join('');
-}
-
-export function httpGet(url) {
-  return new Promise((resolve) => {
-    const request = http.get(url, { agent: false, timeout: 2000, headers: { connection: 'close' } }, (response) => {
-      let body = '';
-      response.setEncoding('utf8');
-      response.on('data', (chunk) => { body += chunk; });
-      response.on('end', () => resolve({ status: response.statusCode, body }));
-    });
-    request.on('error', () => resolve({ status: 0, body: '' }));
-    request.on('timeout', () => { request.destroy(); resolve({ status: 0, body: '' }); });
-  });
-}
-
-export async function waitUntil(check, what, timeout = TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`${what} did not happen within ${timeout} ms`);
-}
-
-/** A process group we can stop for good (Sanic's main process and its worker). */
-function stopGroup(child, signal = 'SIGTERM') {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const group = (sig) => { try { process.kill(-child.pid, sig); } catch { /* gone */ } };
-  group(signal);
-  const timer = setTimeout(() => group('SIGKILL'), 5000);
-  return exited.then(() => { clearTimeout(timer); group('SIGKILL'); });
-}
-
-/** `livesync serve examples.todo.app:live` on `port`; `stop()` and `start()` again. */
-export async function startGateway(env, port) {
-  const port_ = port ?? (await freePort());
-  let child;
-  let output = () => '';
-  const gateway = {
-    port: port_,
-    url: `http://127.0.0.1:${port_}/`,
-    async start() {
-      child = spawn(PYTHON, ['-m', 'livesync.cli', 'serve', 'examples.todo.app:live', '--port', String(port_)],
-        { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-      output = remember(child);
-      try {
-        await waitUntil(async () => {
-          if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}`);
-          return (await httpGet(`${gateway.url}healthz`)).status === 200;
-        }, 'gateway start', 3 * TIMEOUT);
-      } catch (error) {
-        error.message += `\n${output()}`;
-        throw error;
-      }
-    },
-    stop: (signal) => stopGroup(child, signal),
-    output: () => output(),
-  };
-  await gateway.start();
-  return gateway;
-}
-
-/** The test writer (test/writer.py): `await writer.send({op: 'add', list, title})` -> its answer. */
-export async function startWriter(env) {
-  const child = spawn(PYTHON, [path.join(ROOT, 'examples', 'todo', 'test', 'writer.py')],
-    { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-  const stderr = remember(child);
-  const waiting = [];
-  createInterface({ input: child.stdout }).on('line', (line) => waiting.shift()?.(JSON.parse(line)));
-  child.on('exit', (code) => {
-    for (const resolve of waiting.splice(0)) resolve({ ok: false, error: `writer exited ${code}: ${stderr()}` });
-  });
-  const writer = {
-    send(command) {
-      return new Promise((resolve, reject) => {
-        waiting.push((answer) => (answer.ok ? resolve(answer) : reject(new Error(answer.error))));
-        child.stdin.write(`${JSON.stringify(command)}\n`);
-      });
-    },
-    async stop() {
-      child.stdin.end();
-      await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve()));
-    },
-  };
-  await writer.send({ op: 'reset' });
-  return writer;
-}
+export { CHROMIUM, TIMEOUT };
+export const {
+  ARTIFACTS, chromium, environment, services, startGateway, startWriter,
+} = exampleHarness('todo', { redisDb: 13 });
 
 /**
  * A page of the to-do list `list`, with its errors and the write frames it sent collected
  * (`sent`: every `insert`, `update` and `remove` message, parsed).
  */
 export async function openTodo(browser, url, { list = 'home', width = 900, height = 760 } = {}) {
-  const page = await browser.newPage({ viewport: { width, height } });
-  const errors = [];
   const sent = [];
-  page.on('pageerror', (error) => errors.push(error));
-  page.on('console', (message) => {
-    // Chromium logs each refused reconnect attempt; those are expected while a gateway is down.
-    if (message.type() === 'error' && !/WebSocket connection to .* failed/.test(message.text())) errors.push(new Error(message.text()));
-  });
-  page.on('websocket', (socket) => socket.on('framesent', ({ payload }) => {
+  const recordWrites = (page) => page.on('websocket', (socket) => socket.on('framesent', ({ payload }) => {
     try {
       const message = JSON.parse(String(payload));
       if (['insert', 'update', 'remove'].includes(message.type)) sent.push(message);
     } catch { /* not JSON: not a write */ }
   }));
-  await page.goto(`${url}?list=${list}`);
-  await page.locator('body[data-ready="true"]').waitFor({ timeout: TIMEOUT });
-  await page.locator('#connection[data-status="online"]').waitFor({ timeout: TIMEOUT });
+  const { page, errors } = await openPage(browser, `${url}?list=${list}`, { width, height, prepare: recordWrites });
   return { page, errors, sent };
 }
