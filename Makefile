@@ -3,6 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 JS := client-js
 JS_STAMP := $(JS)/node_modules/.installed
@@ -11,7 +12,7 @@ DASH_STAMP := $(DASH)/node_modules/.installed
 TODO := examples/todo
 TODO_STAMP := $(TODO)/node_modules/.installed
 
-.PHONY: install demo test check style types pytest js js-unit js-integration js-examples bench clean
+.PHONY: install demo test check style types pytest js js-unit js-integration js-examples bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -68,9 +69,19 @@ style: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
-	$(BIN)/python bench/write_overhead.py
+## Every benchmark (about 25 minutes on 2 cores): bench/results/<date>.json, the generated part
+## of docs/performance.md and its plots. `make bench-quick` is a smoke run of a few minutes.
+$(BENCH_STAMP): $(STAMP) pyproject.toml bench/package.json bench/package-lock.json
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	cd bench && npm ci --no-audit --no-fund --loglevel=error
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info livesync-demo.db \
-		$(JS)/node_modules $(DASH)/node_modules $(TODO)/node_modules test-artifacts
+		$(JS)/node_modules $(DASH)/node_modules $(TODO)/node_modules bench/node_modules test-artifacts

@@ -4,12 +4,21 @@
 //        --pub bench_fanout_items
 //
 // --mode livesync: each connection sends hello, then sub, and counts as connected when it
-//   receives `ready`.  --mode raw / socketio: a plain connection (socketio speaks the
-//   Engine.IO v4 websocket transport by hand: "40" to join the namespace, answers "2" with "3").
+//   receives `ready`.  --mode raw: a plain connection whose every message is the JSON
+//   frame itself (the raw relay, Django Channels, minimal Sanic).  --mode socketio: speaks
+//   the Engine.IO v4 websocket transport by hand ("40" to join the namespace, answers "2"
+//   with "3") and counts as connected at the namespace's "40{...}" acknowledgement.
+// --concurrency N: connections being opened at once (default 50, below Sanic's and the
+//   websockets library's accept backlog of 100, so a ramp of thousands never overflows it).
 //
 // Control is line-based on stdin; answers are JSON lines on stdout:
 //   phase NAME   start counting deliveries and latencies under NAME (ends the previous phase)
-//   report       print {"phases": {NAME: {count, samples, p50_ms, p99_ms, ...}}}
+//   report       print {"phases": {NAME: {count, samples, p50_ms, p99_ms, hist, ...}}}
+//                `hist` is a sparse latency histogram {bucket: count} with 1% wide buckets
+//                (bucket b holds latencies up to 0.01 ms * 1.01^b), so that bench/fanout.py
+//                can merge the percentiles of a swarm split over several processes.
+//   count        print {"event": "count", "name": NAME, "count": N}: the current phase's
+//                deliveries so far (cheap: for waiting until a phase's messages arrived)
 //   quit         close every connection and exit
 // Once all connections are up it prints {"event": "connected", ...}.
 //
@@ -38,34 +47,55 @@ const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 // ------------------------------------------------------------------ measurement state
 let phase = null;
 const phases = {};
+const BUCKETS = 2400; // 0.01 ms * 1.01^2400 is about 2e8 ms: every latency fits
+const bucketOf = (ms) => Math.min(BUCKETS - 1, Math.max(0, Math.ceil(Math.log(ms / 0.01) / Math.log(1.01))));
 function startPhase(name) {
-  phase = { name, count: 0, bytes: 0, samples: new Float64Array(1024), n: 0, started: nowSeconds() };
+  const now = nowSeconds();
+  if (phase !== null) phase.ended = now; // a phase lasts until the next one starts
+  phase = {
+    name,
+    count: 0,
+    bytes: 0,
+    samples: new Float64Array(1024),
+    n: 0,
+    hist: new Uint32Array(BUCKETS),
+    started: now,
+    ended: null,
+  };
   phases[name] = phase;
 }
 function record(ts, bytes) {
   if (phase === null) return;
   phase.count += 1;
   phase.bytes += bytes;
-  if (ts === undefined || phase.n >= maxSamples) return;
+  if (ts === undefined) return;
+  const ms = (nowSeconds() - ts) * 1000;
+  phase.hist[bucketOf(ms)] += 1;
+  if (phase.n >= maxSamples) return;
   if (phase.n === phase.samples.length) {
     const bigger = new Float64Array(phase.samples.length * 2);
     bigger.set(phase.samples);
     phase.samples = bigger;
   }
-  phase.samples[phase.n++] = (nowSeconds() - ts) * 1000;
+  phase.samples[phase.n++] = ms;
 }
 function summary(p) {
   const s = p.samples.subarray(0, p.n).sort();
   const q = (f) => (s.length ? s[Math.min(s.length - 1, Math.floor(f * s.length))] : null);
+  const hist = {};
+  p.hist.forEach((c, b) => {
+    if (c) hist[b] = c;
+  });
   return {
     count: p.count,
     bytes: p.bytes,
     samples: p.n,
-    seconds: nowSeconds() - p.started,
+    seconds: (p.ended ?? nowSeconds()) - p.started,
     p50_ms: q(0.5),
     p90_ms: q(0.9),
     p99_ms: q(0.99),
     max_ms: s.length ? s[s.length - 1] : null,
+    hist,
   };
 }
 
@@ -188,6 +218,8 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   if (command === "phase") {
     startPhase(name);
     out({ event: "phase", name });
+  } else if (command === "count") {
+    out({ event: "count", name: phase?.name ?? null, count: phase?.count ?? 0 });
   } else if (command === "report") {
     const report = {};
     for (const [key, p] of Object.entries(phases)) report[key] = summary(p);

@@ -14,7 +14,9 @@ measures or prints.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Better = Literal["higher", "lower"]
@@ -67,6 +69,8 @@ class Section:
     summary: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     skipped: str | None = None  # why this benchmark could not run (a service missing, ...)
+    failed: bool = False  # it crashed (``skipped`` says how); ``python -m bench`` exits 1
+    seconds: float | None = None  # how long it ran, filled in by ``python -m bench``
 
 
 def at_least(value: float | None, goal: float) -> bool | None:
@@ -88,3 +92,9 @@ def from_json(data: dict[str, Any]) -> Section:
     """The inverse of :func:`to_json`, for re-rendering a stored run."""
     figures = [Figure(**f) for f in data.get("figures", [])]
     return Section(**{**data, "figures": figures})
+
+
+def save(section: Section, path: Path) -> None:
+    """Write ``section`` as JSON (what ``--json PATH`` of every benchmark module does)."""
+    path.write_text(json.dumps(to_json(section), indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwrote {path}")

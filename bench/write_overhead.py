@@ -22,7 +22,7 @@ The machine this runs on is shared and noisy, so absolute numbers mean little: v
 are interleaved in rounds (the order rotates every round) and the report gives the median
 tx/s of each variant plus the median of the per-round ratios b/a and c/a.
 
-Usage: ``python bench/write_overhead.py [--quick] [--backend pg|sqlite|all] [--json PATH]``
+Usage: ``python -m bench.write_overhead [--quick] [--backend pg|sqlite|all] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import importlib.metadata
 import itertools
 import json
 import os
-import platform
 import socket
 import sqlite3
 import statistics
@@ -58,6 +57,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 import livesync
+from bench import procs
+from bench.procs import CpuMeter, bottleneck, postgres_pids, redis_pid
+from bench.results import Figure, Section, at_least, to_json
 from livesync import LiveSync, Versioned
 from livesync.brokers import RedisBroker
 from livesync.outbox import OUTBOX_TABLE
@@ -206,6 +208,7 @@ class Backend:
     engine: Engine
     variants: list[Variant]
     versions: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, list[int]] = field(default_factory=dict)  # CPU accounting groups
 
 
 def reachable(url: str, default_port: int) -> bool:
@@ -249,7 +252,8 @@ def open_backend(name: str, database_url: str, broker_url: str) -> Iterator[Back
             Variant("outbox", live.sessionmaker, models["outbox"], live._janitor.flush),
         ]
         description = f"{engine.dialect.name} + {broker_url}"
-        yield Backend(name, description, engine, variants, server_versions(engine, broker_url))
+        versions = server_versions(engine, broker_url)
+        yield Backend(name, description, engine, variants, versions, processes(broker_url))
     finally:
         live_no_outbox.close()
         live.close()
@@ -258,6 +262,14 @@ def open_backend(name: str, database_url: str, broker_url: str) -> Iterator[Back
         if isinstance(live.broker, RedisBroker):
             with redis.Redis.from_url(broker_url) as client:
                 client.delete(*live.broker.keys(topic))
+
+
+def processes(broker_url: str) -> dict[str, list[int]]:
+    """Who to charge CPU to: this process, PostgreSQL's processes, the Redis server."""
+    groups = {"python": [os.getpid()], "postgresql": postgres_pids()}
+    if broker_url.startswith("redis") and (pid := redis_pid(broker_url)) is not None:
+        groups["redis"] = [pid]
+    return groups
 
 
 def seed(engine: Engine, table: Any) -> None:
@@ -330,6 +342,7 @@ class Result:
     median: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     ratio_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    cores: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> group -> cores
 
     def summarize(self) -> Result:
         """Medians per variant; ratios are medians of per-round (paired) ratios to plain."""
@@ -344,16 +357,26 @@ class Result:
 
 
 def measure(backend: Backend, workload: Workload, profile: Profile) -> Result:
-    """Interleave the variants: every round runs each once, rotating the order."""
+    """Interleave the variants: every round runs each once, rotating the order.
+
+    Each variant's segments are also charged with the CPU that this process (the ORM, the
+    capture and the publisher thread), PostgreSQL and Redis used while they ran, which is
+    what says whether the variant was limited by Python, the database or the broker.
+    """
     runs = [(v.name, workload.transaction(v.factory, v.model), v.drain) for v in backend.variants]
     for _, tx, drain in runs:
         timed_segment(tx, profile.warmup, drain)
     rounds: dict[str, list[float]] = {name: [] for name, _, _ in runs}
+    meters = {name: CpuMeter(backend.processes) for name, _, _ in runs}
     for index in range(profile.rounds):
         shift = index % len(runs)
         for name, tx, drain in runs[shift:] + runs[:shift]:
+            meters[name].start()
             rounds[name].append(timed_segment(tx, profile.segment, drain))
-    return Result(backend.name, workload.name, rounds).summarize()
+            meters[name].stop()
+    result = Result(backend.name, workload.name, rounds)
+    result.cores = {name: meter.cores() for name, meter in meters.items()}
+    return result.summarize()
 
 
 # ---------------------------------------------------------------------------- reporting
@@ -377,11 +400,7 @@ def git_state() -> dict[str, Any]:
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on (server versions are added per backend)."""
     return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        **procs.machine_info(),
         "sqlalchemy": sqlalchemy.__version__,
         "psycopg": importlib.metadata.version("psycopg"),
         "redis_py": importlib.metadata.version("redis"),
@@ -419,15 +438,85 @@ def run_backend(name: str, profile: Profile) -> tuple[dict[str, str], list[Resul
         return backend.versions, results
 
 
+GOAL = 0.85  # of plain SQLAlchemy's commits/s, with the outbox (the default)
+DESCRIPTIONS = {"pg": "PostgreSQL + Redis", "sqlite": "SQLite + memory"}
+
+
+def section(results: list[Result], profile: Profile, skipped: list[str]) -> Section:
+    """The report's view: c/a per backend and workload against the 0.85 goal, b/a beside."""
+    figures = []
+    for r in results:
+        low, high = r.ratio_range["outbox"]
+        cores = r.cores.get("outbox", {})
+        figures.append(
+            Figure(
+                figure="commits/s with livesync (outbox) / plain SQLAlchemy",
+                params=f"{DESCRIPTIONS[r.backend]}, {r.workload}",
+                value=r.median["outbox"],
+                unit="tx/s",
+                baseline="plain SQLAlchemy",
+                baseline_value=r.median["plain"],
+                ratio=r.ratios["outbox"],
+                goal=f"≥ {GOAL}",
+                met=at_least(r.ratios["outbox"], GOAL),
+                limited_by=bottleneck(cores) if cores else None,
+                note=(
+                    f"paired ratio range {low:.2f}-{high:.2f}; "
+                    f"without the outbox {r.ratios['no-outbox']:.2f}"
+                ),
+            )
+        )
+    return Section(
+        suite="write_overhead",
+        title="Write overhead",
+        command="python -m bench.write_overhead",
+        figures=figures,
+        summary=(
+            "Single-threaded ORM transactions (a new session each) on one engine and table: "
+            "plain SQLAlchemy against livesync's default (capture, outbox INSERT, publish "
+            f"after COMMIT). {profile.rounds} interleaved rounds of {profile.segment} s per "
+            "variant; the ratio is the median of per-round paired ratios, so machine noise "
+            "hits both sides alike. Value and baseline are median commits/s."
+        ),
+        details={"profile": asdict(profile), "results": [asdict(r) for r in results]},
+        skipped=", ".join(f"{name}: services unreachable" for name in skipped) or None,
+    )
+
+
+def measure_all(
+    names: list[str], profile: Profile
+) -> tuple[list[Result], list[str], dict[str, Any]]:
+    """Every workload on each backend in ``names``; (results, skipped backends, versions)."""
+    # SQLite stores Numeric as floating point; the benchmark does not care about rounding.
+    warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects")
+    results: list[Result] = []
+    skipped: list[str] = []
+    versions: dict[str, Any] = {}
+    for name in names:
+        outcome = run_backend(name, profile)
+        if outcome is None:
+            skipped.append(name)
+            continue
+        versions.update(outcome[0])
+        results += outcome[1]
+    return results, skipped, versions
+
+
+def run(quick: bool) -> Section:
+    """``python -m bench`` entry point: both backends, as a report section."""
+    profile = QUICK if quick else FULL
+    results, skipped, versions = measure_all(["pg", "sqlite"], profile)
+    outcome = section(results, profile, skipped)
+    outcome.details["versions"] = versions
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
     parser.add_argument("--backend", choices=["pg", "sqlite", "all"], default="all")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     args = parser.parse_args(argv)
-    # SQLite stores Numeric as floating point; the benchmark does not care about rounding.
-    warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects")
-
     profile = QUICK if args.quick else FULL
     info = machine_info()
     print(
@@ -436,17 +525,9 @@ def main(argv: list[str] | None = None) -> int:
         f"SQLAlchemy {info['sqlalchemy']}"
     )
     names = ["pg", "sqlite"] if args.backend == "all" else [args.backend]
-    report: dict[str, Any] = {"machine": info, "profile": asdict(profile), "results": []}
-    report["skipped"] = []
-    for name in names:
-        outcome = run_backend(name, profile)
-        if outcome is None:
-            report["skipped"].append(name)
-            continue
-        versions, results = outcome
-        info.update(versions)
-        report["results"] += [asdict(r) for r in results]
+    results, skipped, versions = measure_all(names, profile)
     if args.json is not None:
+        report = {"machine": {**info, **versions}, **to_json(section(results, profile, skipped))}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     return 0

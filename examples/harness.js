@@ -158,7 +158,12 @@ async function startGateway(target, env, port) {
         throw error;
       }
     },
-    stop: (signal) => stopGroup(child, signal),
+    /** Stop the group, then wait for the port to close: a killed worker can hold the
+     *  listening socket for a moment, and a start() in that window would fail to bind. */
+    async stop(signal) {
+      await stopGroup(child, signal);
+      await waitUntil(async () => !(await reachable(port_)), 'the gateway port to close');
+    },
     output: () => output(),
   };
   await gateway.start();

@@ -298,9 +298,8 @@ class Capture:
             buf = buf if buf is not None else self.buffer(session)
             version = state.dict.get(collection.version_key)
             pk = tuple(state.mapper.primary_key_from_instance(obj))
-            change = PendingChange(
-                collection.name, encode_id(pk), False, collection.document(obj), version, pk=pk
-            )
+            document = collection.document(obj, state.dict)
+            change = PendingChange(collection.name, encode_id(pk), False, document, version, pk=pk)
             fold(buf, change)
             _snapshot(state, collection.json_keys, session)
         # flush_context.states also holds orphans the flush itself decided to delete,
@@ -343,17 +342,17 @@ def _updated(collection: Collection, state: InstanceState[Any], obj: Any) -> Pen
     changed, so history is computed for those alone.
     """
     attrs = state.attrs
-    candidates = [k for k in state.committed_state if k in collection.column_keys]
-    changed = [k for k in candidates if attrs[k].history.has_changes()]
+    column_keys = collection.column_keys
+    histories = [(k, attrs[k].history) for k in state.committed_state if k in column_keys]
+    changed = [(k, history) for k, history in histories if history.has_changes()]
     if not changed:
         return None
     snapshot = state.info.get(_SNAPSHOT_KEY) or {}
     before: dict[str, Any] = dict.fromkeys(collection.database_set_keys, UNKNOWN)
-    for key in changed:
+    for key, history in changed:
         field = collection.field_by_key.get(key)
         if field is None or key in before:
             continue  # excluded field, or one the database sets
-        history = attrs[key].history
         if key in snapshot:  # before history: its "old" JSON object may be mutated in place
             before[key] = orjson.loads(snapshot[key])
         elif history.deleted:
@@ -365,7 +364,7 @@ def _updated(collection: Collection, state: InstanceState[Any], obj: Any) -> Pen
         collection.name,
         collection.id_of(obj),
         True,
-        collection.document(obj),
+        collection.document(obj, state.dict),
         version,
         None if version is None else version - 1,
         before,

@@ -126,7 +126,12 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"livesync serving {args.target} on http://{args.host}:{args.port}/live{mode}", flush=True
     )
-    Sanic.serve(primary=app, app_loader=loader)
+    if args.workers == 1:
+        # In this process: Sanic.serve() ignores single_process and would always spawn a
+        # worker, which outlives a main process killed with SIGKILL (holding the port).
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
     return 0
 
 

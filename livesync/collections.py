@@ -132,9 +132,19 @@ class Collection:
     def __repr__(self) -> str:
         return f"<Collection {self.name!r} of {self.model.__name__}>"
 
-    def document(self, obj: Any) -> dict[str, Any]:
-        """The JSON document of a mapped instance (loads expired attributes if needed)."""
-        return {f.key: f.convert(getattr(obj, f.key)) for f in self.fields}
+    def document(self, obj: Any, loaded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON document of a mapped instance (loads expired attributes if needed).
+
+        ``loaded`` is the instance's ``__dict__`` (its ``InstanceState.dict``) when the
+        caller has it: values present there are read directly, which skips the attribute
+        machinery on capture's hot path; missing (expired) ones still go through it.
+        """
+        if loaded is None:
+            return {f.key: f.convert(getattr(obj, f.key)) for f in self.fields}
+        return {
+            f.key: f.convert(loaded[f.key] if f.key in loaded else getattr(obj, f.key))
+            for f in self.fields
+        }
 
     def document_from_row(self, row: Row[Any]) -> dict[str, Any]:
         """The JSON document of a Core row selected over :attr:`columns`."""

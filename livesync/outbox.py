@@ -40,11 +40,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    any_,
+    bindparam,
     delete,
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from .changes import ChangeSet
 from .periodic import Periodic
@@ -82,9 +86,11 @@ class Outbox:
     def write(self, connection: Connection, changeset: ChangeSet, payload: bytes) -> int:
         """Insert the change set's row on ``connection`` (inside the open transaction).
 
-        The statement is compiled once per dialect and sent with ``exec_driver_sql``: on
-        this hot path SQLAlchemy's per-execution cache-key and parameter processing cost as
-        much as the INSERT itself. The columns need no type processing (text and float).
+        INSERT ... RETURNING id, compiled once per dialect, with the values as bound
+        parameters. Sent on the DBAPI cursor for the stdlib SQLite driver and with
+        ``exec_driver_sql`` otherwise: on this hot path SQLAlchemy's per-execution
+        cache-key and parameter processing cost as much as the INSERT itself. The columns
+        need no type processing (text and float).
         """
         sql, positions = self._sql(connection)
         params = {
@@ -93,7 +99,20 @@ class Outbox:
             "created_at": changeset.ts,
         }
         args: Any = params if positions is None else tuple(params[k] for k in positions)
-        return int(connection.exec_driver_sql(sql, args).scalar_one())
+        dialect = connection.dialect
+        if dialect.driver != "pysqlite" or dialect.is_async:
+            return int(connection.exec_driver_sql(sql, args).scalar_one())
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, args)
+            found: Any = cursor.fetchone()
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        finally:
+            cursor.close()
+        return int(found[0])
 
     def _sql(self, connection: Connection) -> tuple[str, tuple[str, ...] | None]:
         dialect = connection.dialect
@@ -129,6 +148,11 @@ class OutboxJanitor:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        # PostgreSQL: one array parameter instead of an IN list of up to `batch` parameters,
+        # so the statement text never changes (the driver prepares it once) and neither
+        # side parses a thousand placeholders per batch.
+        ids = bindparam("ids", type_=ARRAY(BigInteger()))
+        self._delete_any = delete(table).where(table.c.id == any_(ids))
 
     def published(self, row_id: int) -> None:
         """Schedule ``row_id`` for deletion; never blocks on the database."""
@@ -162,7 +186,10 @@ class OutboxJanitor:
             with self._engine.begin() as conn:
                 for start in range(0, len(ids), self._batch):
                     chunk = ids[start : start + self._batch]
-                    conn.execute(delete(self._table).where(self._table.c.id.in_(chunk)))
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(self._delete_any, {"ids": chunk})
+                    else:
+                        conn.execute(delete(self._table).where(self._table.c.id.in_(chunk)))
         except Exception:
             log.warning("could not delete %d published outbox rows; the relay will", len(ids))
             return 0

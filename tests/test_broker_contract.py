@@ -229,6 +229,26 @@ async def test_read_times_out_with_an_empty_list(broker: Broker, unique_topic: s
     assert time.monotonic() - began < 1
 
 
+async def test_a_reader_at_the_head_sees_what_comes_next_polling_or_waiting(
+    broker: Broker, unique_topic: str
+) -> None:
+    """A reader that reached the head of the log reads on from there: a poll (no timeout)
+    and a wait both find the next entry, and a reset meanwhile is still lost history.
+    (Redis waits first at the head, skipping one snapshot: this pins what it must keep.)"""
+    start = await broker.position(unique_topic)
+    publish_many(broker, unique_topic, 1)
+    assert [e.offset for e in await broker.read(unique_topic, start)] == [1]
+    head = Position(start.epoch, 1)
+    assert await broker.read(unique_topic, head) == []  # at the head: nothing, at once
+    broker.publish(unique_topic, b"polled")
+    assert await broker.read(unique_topic, head) == [Entry(2, b"polled")]
+    head = Position(start.epoch, 2)
+    broker.publish(unique_topic, b"waited")
+    assert await broker.read(unique_topic, head, timeout=5) == [Entry(3, b"waited")]
+    with pytest.raises(HistoryLost):
+        await broker.read(unique_topic, Position("another-epoch", 3), timeout=0.2)
+
+
 # --- lost history -------------------------------------------------------------------
 
 

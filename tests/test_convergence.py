@@ -83,6 +83,12 @@ async def test_every_cache_converges(database_url: str) -> None:
             stop = threading.Event()
             written = asyncio.create_task(asyncio.to_thread(writer, live, stop, 7))
             await asyncio.sleep(3.0)
+            # Keep writing until every client has dropped and resumed at least twice: on a
+            # loaded machine 3 s may hold too few frames and idle moments for the dice.
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + 4 * TIMEOUT
+            while not all(c.reconnects > 1 for c in clients) and loop.time() < give_up:
+                await asyncio.sleep(0.2)
             stop.set()
             transactions = await written
 

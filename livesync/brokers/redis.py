@@ -20,16 +20,17 @@ after the requested offset.
 from __future__ import annotations
 
 import asyncio
+import collections
+import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redis.asyncio
-from redis.commands.core import AsyncScript, Script
+from redis.commands.core import AsyncScript
 
 from livesync.brokers.base import Broker, Entry, HistoryLost, Position
 
@@ -74,10 +75,70 @@ def _position(reply: list[Any]) -> Position:
     return Position(_text(reply[0]), int(reply[1]))
 
 
+class _ScriptCaller:
+    """Runs one Lua script over connections it keeps checked out of a redis-py pool.
+
+    ``Script.__call__`` checks a connection out of the pool, records metrics and wraps
+    retries around every command: two thirds of a publish's client CPU (measured: 276 µs
+    against 100 µs for the same EVALSHA sent on a held connection, on this loaded 2-core
+    machine). A publish is one call per committed transaction, so this sends the command
+    on an idle held connection directly. ``EVAL`` with the script's text rather than
+    ``EVALSHA``: Redis finds the compiled script by its hash either way, and a server that
+    lost its script cache (a restart) needs no ``NOSCRIPT`` round trip or reordering.
+
+    Thread-safe: each call takes its own connection (a ``deque`` pop), so concurrent
+    publishers never share a socket. A connection error is retried once on a fresh
+    connection, as redis-py's default retry does (an entry may then be appended twice:
+    delivery is at-least-once). Connections are dropped, never reused, after a ``fork()``.
+    """
+
+    def __init__(self, client: redis.Redis, script: str) -> None:
+        self._pool = client.connection_pool
+        self._script = script
+        self._idle: collections.deque[Any] = collections.deque()
+        self._pid = os.getpid()
+
+    def call(self, keys: tuple[str, ...], argv_list: list[list[Any]]) -> list[Any]:
+        """Run the script once per ``argv`` (pipelined, in order); returns the replies."""
+        commands = [("EVAL", self._script, len(keys), *keys, *argv) for argv in argv_list]
+        for attempt in (1, 2):
+            connection = self._checkout()
+            try:
+                if len(commands) == 1:
+                    connection.send_command(*commands[0])
+                else:
+                    connection.send_packed_command(connection.pack_commands(commands))
+                replies = [connection.read_response() for _ in commands]
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._discard(connection)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                self._discard(connection)  # replies may be left unread on the socket
+                raise
+            self._idle.append(connection)
+            return replies
+        raise AssertionError("unreachable")
+
+    def _checkout(self) -> Any:
+        if self._pid != os.getpid():
+            self._idle = collections.deque()  # the parent's sockets are not ours
+            self._pid = os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._pool.get_connection()
+
+    def _discard(self, connection: Any) -> None:
+        connection.disconnect()
+        self._pool.release(connection)
+
+
 @dataclass(frozen=True, slots=True)
 class _SyncClient:
     redis: redis.Redis
-    publish: Script
+    publish: _ScriptCaller
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +170,8 @@ class RedisBroker(Broker):
         self._lock = threading.Lock()
         self._sync: _SyncClient | None = None
         self._async: dict[asyncio.AbstractEventLoop, _AsyncClient] = {}
+        # topic -> the position a snapshot last found to be the head of the log (read())
+        self._heads: dict[str, Position] = {}
 
     def keys(self, topic: str) -> tuple[str, str, str]:
         """The topic's stream, counter and epoch keys, in the order the scripts expect."""
@@ -119,7 +182,7 @@ class RedisBroker(Broker):
         with self._lock:
             if self._sync is None:
                 client = redis.Redis.from_url(self.url)
-                self._sync = _SyncClient(client, client.register_script(_PUBLISH))
+                self._sync = _SyncClient(client, _ScriptCaller(client, _PUBLISH))
             return self._sync
 
     def _async_client(self) -> _AsyncClient:
@@ -140,22 +203,18 @@ class RedisBroker(Broker):
         return found
 
     def _publish_args(self, payload: bytes) -> list[bytes | str | int]:
-        return [uuid.uuid4().hex, payload, self.history]
+        # A fresh epoch candidate per call (used only if the history is missing): 32 random
+        # hex digits, as uuid4().hex but without building a UUID object (a sixth the CPU).
+        return [os.urandom(16).hex(), payload, self.history]
 
     def publish(self, topic: str, payload: bytes) -> Position:
-        script = self._sync_client().publish
-        return _position(script(keys=self.keys(topic), args=self._publish_args(payload)))
+        return self.publish_many(topic, [payload])[0]
 
     def publish_many(self, topic: str, payloads: list[bytes]) -> list[Position]:
         """One pipelined round trip for the whole batch; offsets follow the list order."""
-        if len(payloads) == 1:  # a pipeline costs more client CPU than it saves here
-            return [self.publish(topic, payloads[0])]
-        client = self._sync_client()
-        keys = self.keys(topic)
-        with client.redis.pipeline(transaction=False) as pipe:
-            for payload in payloads:
-                client.publish(keys=keys, args=self._publish_args(payload), client=pipe)
-            return [_position(reply) for reply in pipe.execute()]
+        caller = self._sync_client().publish
+        replies = caller.call(self.keys(topic), [self._publish_args(p) for p in payloads])
+        return [_position(reply) for reply in replies]
 
     async def publish_async(self, topic: str, payload: bytes) -> Position:
         script = self._async_client().publish
@@ -163,7 +222,7 @@ class RedisBroker(Broker):
 
     async def position(self, topic: str) -> Position:
         script = self._async_client().position
-        return _position(await script(keys=self.keys(topic), args=[uuid.uuid4().hex]))
+        return _position(await script(keys=self.keys(topic), args=[os.urandom(16).hex()]))
 
     async def read(
         self, topic: str, after: Position, *, limit: int = 1000, timeout: float | None = None
@@ -183,10 +242,16 @@ class RedisBroker(Broker):
         client = self._async_client()
         log = self.keys(topic)[0]
         deadline = None if timeout is None else time.monotonic() + timeout
+        # A reader that took everything up to the head last time waits first: the XREAD
+        # returns at once if anything was added since, and the snapshot after it checks
+        # the epoch as usual. This saves one of three round trips per change set.
+        wait_first = bool(timeout) and self._heads.get(topic) == after  # None: do not wait
         while True:
-            entries = await self._snapshot(client.redis, topic, after, limit)
-            if entries:
-                return entries
+            if not wait_first:
+                entries = await self._snapshot(client.redis, topic, after, limit)
+                if entries:
+                    return entries
+            wait_first = False
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is None or remaining <= 0:
                 return []
@@ -213,6 +278,11 @@ class RedisBroker(Broker):
         # Trimming only removes the oldest entries, so the first one proves the whole range.
         if after.offset < current.offset and (not entries or entries[0].offset != after.offset + 1):
             raise HistoryLost(after, current)
+        last = entries[-1].offset if entries else after.offset
+        if last == current.offset:
+            self._heads[topic] = current
+        else:
+            self._heads.pop(topic, None)
         return entries
 
     async def aclose(self) -> None:

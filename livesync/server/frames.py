@@ -23,3 +23,8 @@ def text_header(length: int) -> bytes:
     if length < 1 << 16:
         return struct.pack("!BBH", _FIN_TEXT, 126, length)
     return struct.pack("!BBQ", _FIN_TEXT, 127, length)
+
+
+def framed(payload: bytes) -> bytes:
+    """``payload`` as one whole text frame (header + payload), to be written as is."""
+    return text_header(len(payload)) + payload

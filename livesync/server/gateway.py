@@ -1,11 +1,15 @@
-"""The Sanic side: one websocket connection's loop, health, metrics, and the app factory.
+"""The Sanic side: the gateway's connections, their messages, keepalive, health, metrics.
 
-Each connection runs one reader task, which feeds frames to the sans-I/O
-:class:`~livesync.protocol.ServerConnection` and acts on its events. Outbound frames are
-written straight to the connection's transport (:mod:`livesync.server.frames`): the hub
-never awaits a connection, and the transport's write buffer is the outbound queue. The
-protocol core closes a connection whose buffered backlog outgrows ``max_queue_bytes``
-with the resumable code 4001.
+A websocket request is taken over from Sanic at the handshake
+(:mod:`livesync.server.upgrade`): the connection then lives on as a
+:class:`~livesync.server.link.Link` (the transport's protocol: frames in and out) and a
+:class:`Connection` (the sans-I/O :class:`~livesync.protocol.ServerConnection` and what the
+gateway does with its events). No task or timer exists per idle connection: messages are
+handled by a task that lives only while a connection has messages waiting, and one
+gateway-wide timer pings every connection and closes the silent ones (4002). Outbound
+frames are written straight to the transport (the hub never awaits a connection), and a
+connection whose unsent backlog outgrows ``max_queue_bytes`` is closed with the
+resumable code 4001.
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ from ..protocol import (
 )
 from ..publications import Context, SubscriptionError
 from ..tokens import TokenError
-from .frames import text_header
+from .frames import framed
 from .hub import Frame, Hub, Outlet
+from .link import Counters, Link
 from .push import Member, Pushes
 from .queue import WriteQueue
+from .upgrade import take_over, websocket_route
 from .writes import ConnectionWrites
 
 if TYPE_CHECKING:
@@ -67,15 +73,21 @@ class Gateway:
         self.hub = Hub(live, limits=self.limits)
         self.pushes = Pushes(live)
         self.queue: WriteQueue | None = None
-        self.connections = 0
-        self.slow_disconnects = 0
+        self.counters = Counters()
         self._relay: Any = None
         self._request_janitor: Any = None
         self._backlog = 0
         self._backlog_at = 0.0
-        self.outlets: set[Outlet] = set()
-        self._closers: dict[Outlet, Callable[[Close], None]] = {}
-        self._pinger: asyncio.Task[None] | None = None
+        self.clients: set[Connection] = set()
+        self._keepalive: asyncio.Task[None] | None = None
+
+    @property
+    def connections(self) -> int:
+        return len(self.clients)
+
+    @property
+    def slow_disconnects(self) -> int:
+        return self.counters.slow_disconnects
 
     async def start(self) -> None:
         await self.hub.start()
@@ -83,7 +95,7 @@ class Gateway:
         if self.live.settings.writes == "queue":
             self.queue = WriteQueue(self.live)
             await self.queue.start()
-        self._pinger = asyncio.create_task(self._ping_all())
+        self._keepalive = asyncio.create_task(self.keepalive())
         if self.live.settings.run_relay:
             self._relay = self.live.relay()
             self._relay.start()
@@ -94,18 +106,20 @@ class Gateway:
     async def going_away(self, grace: float = 2.0) -> None:
         """Close every connection with 1001 (reconnect and resume) before the server stops.
 
-        Left to itself Sanic closes websockets with 1000, which tells clients not to come
-        back: after a routine restart every page would stay offline.
+        Left to itself a server would drop them, or close with 1000, which tells clients
+        not to come back: after a routine restart every page would stay offline.
         """
-        for close in list(self._closers.values()):
-            close(Close(CloseCode.GOING_AWAY, "server restarting; reconnect"))
+        for client in list(self.clients):
+            client.link.close(Close(CloseCode.GOING_AWAY, "server restarting; reconnect"))
         deadline = time.monotonic() + grace
-        while self._closers and time.monotonic() < deadline:
+        while self.clients and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
-        if self._pinger is not None:
-            self._pinger.cancel()
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        for client in list(self.clients):
+            client.link.abort()
         await self.hub.stop()
         await self.pushes.stop()
         if self.queue is not None:
@@ -117,181 +131,44 @@ class Gateway:
         await self.live.broker.aclose()
 
     # ------------------------------------------------------------------ one connection
-    async def serve(self, request: Request, ws: Any) -> None:
+    async def accept(self, request: Request) -> None:
+        """Take a websocket request over from Sanic and start serving it."""
+        limits = self.limits
+        link = take_over(request, limits.max_frame_bytes, limits.max_queue_bytes, self.counters)
+        if link is None:
+            return  # not a valid handshake: answered and closed
         if not self.origin_allowed(request):
-            await ws.close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
+            link.close(Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed"))
             return
-        conn = ServerConnection(self.limits)
-        transport = ws.io_proto.transport
-        closing: list[Close] = []
-        closers: set[asyncio.Task[None]] = set()
+        client = Connection(self, link, request)
+        self.clients.add(client)
+        link.start(client.handle, client.lost)
 
-        def close(event: Close) -> None:
-            if closing:
-                return
-            closing.append(event)
-            task = asyncio.create_task(ws.close(int(event.code), event.reason))
-            closers.add(task)  # the reader's recv() then ends, and the loop exits
+    async def keepalive(self) -> None:
+        """One timer for every connection: ping each every ``ping_interval``, and close
+        (4002, resumable) each that sent no message for ``ping_timeout``.
 
-        def send(data: Frame) -> None:
-            """Write a frame now; the hub never awaits a connection."""
-            if closing or transport.is_closing():
-                return
-            payload = data.encode() if isinstance(data, str) else data
-            overflow = conn.backlog(transport.get_write_buffer_size(), len(payload))
-            if overflow is not None:
-                self.slow_disconnects += 1
-                close(overflow)
-                return
-            try:
-                transport.writelines((text_header(len(payload)), payload))
-            except (RuntimeError, OSError):  # closed under us (EOF written, reset): stop
-                closing.append(Close(CloseCode.GOING_AWAY, "connection lost"))
-
-        outlet = Outlet(send, conn.ended)
-        self.outlets.add(outlet)
-        self._closers[outlet] = close
-        session = uuid.uuid4().hex[:12]
-        ctx: Context | None = None
-        client = session  # idempotency scope: hello.client, else this connection only
-        writes: ConnectionWrites | None = None
-        member: Member | None = None
-        self.connections += 1
-        try:
-            while not closing:
-                try:
-                    frame = await asyncio.wait_for(ws.recv(), self.live.settings.ping_timeout)
-                except TimeoutError:
-                    close(Close(CloseCode.PING_TIMEOUT, "no message in time"))
-                    break
-                if frame is None:
-                    break
-                for event in conn.receive(frame, time.monotonic()):
-                    if isinstance(event, Send):
-                        send(event.data)
-                    elif isinstance(event, Close):
-                        close(event)
-                    elif isinstance(event, Received) and isinstance(event.message, Write):
-                        assert ctx is not None  # the protocol core only lets hello through first
-                        if writes is None:
-                            execute = None if self.queue is None else self.queue.execute
-                            writes = ConnectionWrites(
-                                self.live, self.hub, outlet, ctx, client, send, execute
-                            )
-                        writes.submit(event.message)
-                    elif isinstance(event, Received) and isinstance(event.message, Join):
-                        assert ctx is not None and member is not None
-                        send((await self.pushes.join(member, ctx, event.message)).data)
-                    elif isinstance(event, Received) and isinstance(event.message, Leave):
-                        assert member is not None
-                        send(self.pushes.leave(member, event.message).data)
-                    elif isinstance(event, Received):
-                        if isinstance(event.message, Hello) and event.message.client:
-                            client = event.message.client
-                        ctx = await self._handle(
-                            event.message, request, ctx, session, outlet, conn, send, close
-                        )
-                        if ctx is not None and member is None:
-                            member = self.pushes.connect(outlet, ctx)
-            if closers:
-                await asyncio.gather(*closers, return_exceptions=True)
-        finally:
-            self.connections -= 1
-            if member is not None:
-                self.pushes.disconnect(member)
-            for task in list(outlet.tasks):
-                task.cancel()
-            self.hub.drop(outlet)
-            self.outlets.discard(outlet)
-            self._closers.pop(outlet, None)
-
-    async def _handle(
-        self,
-        message: Any,
-        request: Request,
-        ctx: Context | None,
-        session: str,
-        outlet: Outlet,
-        conn: ServerConnection,
-        send: Callable[[Frame], None],
-        close: Callable[[Close], None],
-    ) -> Context | None:
-        if isinstance(message, Hello):
-            try:
-                identity = await _call(self.live.authenticator, message.token, request)
-            except TokenError as exc:
-                code = CloseCode.TOKEN_EXPIRED if exc.expired else CloseCode.UNAUTHORIZED
-                close(Close(code, str(exc)))
-                return None
-            except Unauthorized as exc:
-                close(Close(CloseCode.UNAUTHORIZED, str(exc) or "unauthorized"))
-                return None
-            welcome = encode(
-                "welcome",
-                v=conn.version,
-                session=session,
-                epoch=self.hub.position.epoch,
-                ping_ms=int(self.live.settings.ping_interval * 1000),
-                limits={**self.limits.announce(), "snapshot_chunk": self.limits.snapshot_chunk},
-            )
-            send(welcome.data)
-            return Context(identity, session)
-        assert ctx is not None  # the protocol core only lets hello through first
-        if isinstance(message, Sub):
-            try:
-                query = self.live.subscribe_query(message.pub, ctx, message.params)
-            except SubscriptionError as exc:
-                conn.ended(message.id)
-                send(encode("nosub", sub=message.id, code=exc.code, message=str(exc)).data)
-                return ctx
-            except Exception:
-                log.exception("publication %r failed (session %s)", message.pub, session)
-                conn.ended(message.id)
-                send(
-                    encode(
-                        "nosub", sub=message.id, code=ErrorCode.INTERNAL, message="internal error"
-                    ).data
-                )
-                return ctx
-            since = None if message.since is None else (message.since.epoch, message.since.pos)
-            task = asyncio.create_task(
-                self._subscribe(outlet, message.id, query, since, conn, send, session)
-            )
-            outlet.tasks.add(task)
-            task.add_done_callback(outlet.tasks.discard)
-        elif isinstance(message, Unsub):
-            self.hub.unsubscribe(outlet, message.id)
-            send(encode("unsubbed", sub=message.id).data)
-        elif isinstance(message, Ping):
-            pass  # answered by the protocol core
-        return ctx
-
-    async def _subscribe(
-        self,
-        outlet: Outlet,
-        sub_id: str,
-        query: Any,
-        since: Any,
-        conn: ServerConnection,
-        send: Callable[[Frame], None],
-        session: str,
-    ) -> None:
-        try:
-            await self.hub.subscribe(outlet, sub_id, query, since)
-        except Exception:
-            log.exception("subscription %r failed (session %s)", sub_id, session)
-            conn.ended(sub_id)
-            send(
-                encode("nosub", sub=sub_id, code=ErrorCode.INTERNAL, message="internal error").data
-            )
-
-    async def _ping_all(self) -> None:
-        """One timer pings every connection: no ping task per connection."""
-        frame = orjson.dumps({"type": "ping"})
+        It wakes every ``min(ping_interval, ping_timeout / 4)``, so a silent connection is
+        closed between ``ping_timeout`` and that much later. A task and a timer per
+        connection would cost memory on every idle connection.
+        """
+        settings = self.live.settings
+        ping = framed(orjson.dumps({"type": "ping"}))
+        tick = min(settings.ping_interval, settings.ping_timeout / 4)
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + settings.ping_interval
         while True:
-            await asyncio.sleep(self.live.settings.ping_interval)
-            for outlet in list(self.outlets):
-                outlet.send(frame)
+            await asyncio.sleep(tick)
+            now = loop.time()
+            pinging = now >= next_ping
+            if pinging:
+                next_ping = now + settings.ping_interval
+            for client in list(self.clients):
+                link = client.link
+                if now - link.seen > settings.ping_timeout:
+                    link.close(Close(CloseCode.PING_TIMEOUT, "no message in time"))
+                elif pinging:
+                    link.write(ping)
 
     def origin_allowed(self, request: Request) -> bool:
         """Whether a browser page on the request's ``Origin`` may use this gateway."""
@@ -351,6 +228,153 @@ class Gateway:
         return text(body, content_type="text/plain; version=0.0.4")
 
 
+class Connection:
+    """One client: the protocol core's state and what the gateway does with its events.
+
+    Its messages arrive from its :class:`Link`, one at a time and in order (:meth:`handle`);
+    the hub and the push delivery see it as an :class:`~livesync.server.hub.Outlet`.
+    """
+
+    __slots__ = (
+        "client",
+        "conn",
+        "ctx",
+        "gateway",
+        "link",
+        "member",
+        "outlet",
+        "request",
+        "session",
+        "writes",
+    )
+
+    def __init__(self, gateway: Gateway, link: Link, request: Request) -> None:
+        self.gateway = gateway
+        self.link = link
+        self.request: Request | None = request  # for the authenticator; dropped after hello
+        self.conn = ServerConnection(gateway.limits)
+        self.outlet = Outlet(link.send, link.write, self.conn.ended)
+        self.session = uuid.uuid4().hex[:12]
+        self.ctx: Context | None = None
+        self.client = self.session  # idempotency scope: hello.client, else this connection
+        self.writes: ConnectionWrites | None = None
+        self.member: Member | None = None
+
+    def send(self, data: Frame) -> None:
+        self.link.send(data)
+
+    def close(self, event: Close) -> None:
+        self.link.close(event)
+
+    def lost(self) -> None:
+        """The connection is gone: forget it everywhere."""
+        gateway = self.gateway
+        gateway.clients.discard(self)
+        if self.member is not None:
+            gateway.pushes.disconnect(self.member)
+        for task in list(self.outlet.tasks):
+            task.cancel()
+        gateway.hub.drop(self.outlet)
+        self.request = None
+
+    async def handle(self, frame: bytes) -> None:
+        """One inbound message: feed it to the protocol core and act on its events."""
+        gateway = self.gateway
+        for event in self.conn.receive(frame, time.monotonic()):
+            if isinstance(event, Send):
+                self.send(event.data)
+            elif isinstance(event, Close):
+                self.close(event)
+            elif isinstance(event, Received) and isinstance(event.message, Write):
+                assert self.ctx is not None  # the protocol core only lets hello through first
+                if self.writes is None:
+                    execute = None if gateway.queue is None else gateway.queue.execute
+                    self.writes = ConnectionWrites(
+                        gateway.live, gateway.hub, self.outlet, self.ctx, self.client, self.send,
+                        execute,
+                    )  # fmt: skip
+                self.writes.submit(event.message)
+            elif isinstance(event, Received) and isinstance(event.message, Join):
+                assert self.ctx is not None and self.member is not None
+                self.send((await gateway.pushes.join(self.member, self.ctx, event.message)).data)
+            elif isinstance(event, Received) and isinstance(event.message, Leave):
+                assert self.member is not None
+                self.send(gateway.pushes.leave(self.member, event.message).data)
+            elif isinstance(event, Received):
+                message = event.message
+                if isinstance(message, Hello):
+                    if message.client:
+                        self.client = message.client
+                    self.ctx = await self._hello(message)
+                    if self.ctx is not None and self.member is None and not self.link.closed:
+                        self.member = gateway.pushes.connect(self.outlet, self.ctx)
+                else:
+                    self._handle(message)
+
+    async def _hello(self, message: Hello) -> Context | None:
+        gateway = self.gateway
+        try:
+            identity = await _call(gateway.live.authenticator, message.token, self.request)
+        except TokenError as exc:
+            code = CloseCode.TOKEN_EXPIRED if exc.expired else CloseCode.UNAUTHORIZED
+            self.close(Close(code, str(exc)))
+            return None
+        except Unauthorized as exc:
+            self.close(Close(CloseCode.UNAUTHORIZED, str(exc) or "unauthorized"))
+            return None
+        finally:
+            self.request = None  # its headers and Sanic's objects are not needed any more
+        welcome = encode(
+            "welcome",
+            v=self.conn.version,
+            session=self.session,
+            epoch=gateway.hub.position.epoch,
+            ping_ms=int(gateway.live.settings.ping_interval * 1000),
+            limits={**gateway.limits.announce(), "snapshot_chunk": gateway.limits.snapshot_chunk},
+        )
+        self.send(welcome.data)
+        return Context(identity, self.session)
+
+    def _handle(self, message: Any) -> None:
+        gateway = self.gateway
+        assert self.ctx is not None  # the protocol core only lets hello through first
+        if isinstance(message, Sub):
+            try:
+                query = gateway.live.subscribe_query(message.pub, self.ctx, message.params)
+            except SubscriptionError as exc:
+                self.conn.ended(message.id)
+                self.send(encode("nosub", sub=message.id, code=exc.code, message=str(exc)).data)
+                return
+            except Exception:
+                log.exception("publication %r failed (session %s)", message.pub, self.session)
+                self.conn.ended(message.id)
+                self.send(
+                    encode(
+                        "nosub", sub=message.id, code=ErrorCode.INTERNAL, message="internal error"
+                    ).data
+                )
+                return
+            since = None if message.since is None else (message.since.epoch, message.since.pos)
+            task = asyncio.create_task(self._subscribe(message.id, query, since))
+            self.outlet.tasks.add(task)
+            task.add_done_callback(self.outlet.tasks.discard)
+        elif isinstance(message, Unsub):
+            gateway.hub.unsubscribe(self.outlet, message.id)
+            self.send(encode("unsubbed", sub=message.id).data)
+        elif isinstance(message, Ping):
+            pass  # answered by the protocol core
+
+    async def _subscribe(self, sub_id: str, query: Any, since: Any) -> None:
+        try:
+            await self.gateway.hub.subscribe(self.outlet, sub_id, query, since)
+        except Exception:
+            log.exception("subscription %r failed (session %s)", sub_id, self.session)
+            self.conn.ended(sub_id)
+            self.send(
+                encode("nosub", sub=sub_id, code=ErrorCode.INTERNAL, message="internal error").data
+            )
+
+
 async def _call(function: Callable[..., Any], *args: Any) -> Any:
     result = function(*args)
     if inspect.isawaitable(result):
@@ -376,10 +400,7 @@ def blueprint(live: LiveSync, path: str = "/live") -> Blueprint:
     async def _stop(app: Any) -> None:
         await gateway.stop()
 
-    async def live_socket(request: Request, ws: Any) -> None:
-        await gateway.serve(request, ws)
-
-    bp.add_websocket_route(live_socket, path)
+    bp.add_route(websocket_route(gateway.accept), path, name="livesync_socket")
     bp.add_route(gateway.schemas, path.rstrip("/") + "/schemas")
     bp.add_route(gateway.health, "/healthz")
     bp.add_route(gateway.metrics, "/metrics")
@@ -416,9 +437,6 @@ def create_app(live: LiveSync, path: str = "/live", name: str | None = None) -> 
     """A ready Sanic app serving ``live``."""
     # A stable name: ``livesync serve --workers N`` rebuilds the app in every worker.
     app = Sanic(name or "livesync")
-    app.config.WEBSOCKET_MAX_SIZE = live.limits.max_frame_bytes
-    app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]  # we ping ourselves
-    app.config.WEBSOCKET_PING_TIMEOUT = None  # type: ignore[assignment]
     bp = blueprint(live, path)
     app.blueprint(bp)
     app.ctx.gateway = bp.ctx.gateway

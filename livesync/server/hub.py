@@ -4,7 +4,9 @@ One hub per gateway process. It reads the broker topic from where it started (it
 position), routes each change set through the :class:`~livesync.server.router.Router`,
 encodes each channel's part once, and hands every subscribed connection one ``tx`` frame
 built by joining the parts it needs. Connections only ever receive bytes through
-:meth:`Outlet.send`, which must not block (the connection's writer task drains it).
+:meth:`Outlet.send` and :meth:`Outlet.write`, which never block. Change sets read
+together are written together: one write per connection per batch
+(:mod:`livesync.server.fanout`).
 
 **No gap at subscribe.** A subscriber is registered on its channel *before* its snapshot
 is read, and frames for that channel are buffered for it until ``ready`` is sent. Anything
@@ -36,6 +38,8 @@ from ..matching import NotCompilable, compile_predicate
 from ..ordering import compile_order, wire_order
 from ..protocol import Limits, encode
 from ..publications import Query
+from .fanout import Batch, Plan, plan
+from .frames import framed
 from .router import Channel, Router, Row, WireChanges, encode_part, replay, tx_frame
 from .window import Window
 
@@ -48,11 +52,19 @@ log = logging.getLogger("livesync.hub")
 Frame = bytes | str  # UTF-8 JSON; shared tx frames are one bytes object for all recipients
 
 
-@dataclass(eq=False)
+BATCH_LIMIT = 64  # change sets routed before their frames are written and the hub yields
+
+
+@dataclass(eq=False, slots=True)
 class Outlet:
-    """The hub's view of one connection: a non-blocking ``send`` and its subscriptions."""
+    """The hub's view of one connection: non-blocking writes and its subscriptions.
+
+    ``send`` writes one message (a payload); ``write`` writes bytes that are already
+    whole websocket frames (a batch's, :mod:`livesync.server.fanout`).
+    """
 
     send: Callable[[Frame], None]
+    write: Callable[[bytes], None]
     ended: Callable[[str], None] = lambda sub_id: None  # the server ended a subscription
     subs: dict[str, str] = field(default_factory=dict)  # client sub id -> channel key
     starting: set[str] = field(default_factory=set)  # keys whose subscription is starting
@@ -117,6 +129,7 @@ class Hub:
         self._requery_tasks: dict[str, asyncio.Task[None]] = {}
         self._requery_again: set[str] = set()  # changed while its requery was reading
         self._fences: dict[str, asyncio.Future[frozenset[str]]] = {}  # change set id -> waiter
+        self._plans: dict[str, Plan] = {}  # key -> its subscribers by kind; cleared on change
         self.connected = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -158,38 +171,57 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for entry in entries:
-                try:
-                    changeset = ChangeSet.decode(entry.payload)
-                except ValueError:
-                    log.error("skipping undecodable change log entry %d", entry.offset)
-                else:
-                    try:
-                        self.deliver(entry.offset, changeset)
-                    except Exception:
-                        # A bug must not stop the hub: every channel restarts from a fresh
-                        # snapshot, which is always correct.
-                        log.exception("delivering change set %d failed", entry.offset)
-                        self._reset_all("internal")
-                        self._resolve(changeset.id, frozenset())
-                self.position = Position(self.position.epoch, entry.offset)
-                # Let the connections' writer tasks drain between change sets: delivering
-                # a whole batch first would queue batch x clients frames at once.
+            for start in range(0, len(entries), BATCH_LIMIT):
+                self._deliver_batch(entries[start : start + BATCH_LIMIT])
+                # Let the loop breathe between batches (pings, new connections, writes).
                 await asyncio.sleep(0)
+
+    def _deliver_batch(self, entries: list[Any]) -> None:
+        """Route consecutive log entries, then write each connection its frames once, then
+        resolve the fences of the change sets (their frames are out)."""
+        batch = Batch()
+        settled: list[tuple[str, frozenset[str]]] = []
+        for entry in entries:
+            try:
+                changeset = ChangeSet.decode(entry.payload)
+            except ValueError:
+                log.error("skipping undecodable change log entry %d", entry.offset)
+            else:
+                try:
+                    settled.append(self._route(entry.offset, changeset, batch))
+                except Exception:
+                    # A bug must not stop the hub: every channel restarts from a fresh
+                    # snapshot, which is always correct.
+                    log.exception("delivering change set %d failed", entry.offset)
+                    self._flush(batch)
+                    self._reset_all("internal")
+                    settled.append((changeset.id, frozenset()))
+            self.position = Position(self.position.epoch, entry.offset)
+        self._flush(batch)
+        for changeset_id, dirty in settled:
+            self._resolve(changeset_id, dirty)
 
     # ------------------------------------------------------------------ fan-out
     def deliver(self, pos: int, changeset: ChangeSet) -> None:
         """Route one change set and send each connection its frame (synchronous: no awaits)."""
+        batch = Batch()
+        changeset_id, dirty = self._route(pos, changeset, batch)
+        self._flush(batch)
+        self._resolve(changeset_id, dirty)
+
+    def _route(self, pos: int, changeset: ChangeSet, batch: Batch) -> tuple[str, frozenset[str]]:
+        """Route one change set into ``batch``; returns its id and the keys it made dirty."""
         self.stats.change_sets += 1
         self.stats.lag_seconds = max(0.0, time.time() - changeset.ts)
         for change in changeset.changes:
             if change.op == "reset":
+                self._flush(batch)  # reset frames must not overtake earlier tx frames
                 self._reset_collection(change.collection, "resync")
         routed, dirty = self.router.route(pos, changeset)
-        self._fan_out(pos, routed)
+        self._fan_out(pos, routed, batch)
         for key in dirty:
             self._schedule_requery(key)
-        self._resolve(changeset.id, frozenset(dirty))
+        return changeset.id, frozenset(dirty)
 
     # ------------------------------------------------------------------ fences
     def expect(self, changeset_id: str) -> asyncio.Future[frozenset[str]]:
@@ -234,29 +266,75 @@ class Hub:
             outlet.unbuffered.append(waiter)
             await waiter
 
-    def _fan_out(self, pos: int, routed: dict[str, WireChanges]) -> None:
+    def _fan_out(
+        self, pos: int, routed: dict[str, WireChanges], batch: Batch | None = None
+    ) -> None:
+        """Add one change set's ``tx`` frames to ``batch`` (or write them now, without one).
+
+        Per key, the frame is encoded once; a key's solo subscribers cost nothing here
+        (they get the key's joined frames at the flush). Only connections with several
+        keys or a starting subscription are handled one by one.
+        """
         if not routed:
             return
+        own = batch is None
+        if batch is None:
+            batch = Batch()
         parts = {key: encode_part(key, changes) for key, changes in routed.items()}
+        stats = self.stats
+        mixed: dict[Outlet, list[str]] = {}
+        for key, part in parts.items():
+            plan = self._plan(key)
+            if plan.solo:
+                frame = tx_frame(pos, [part])
+                pending = batch.shared.get(key)
+                if pending is not None and pending[0] is not plan.solo:
+                    self._flush(batch)  # subscribers changed mid-batch: keep their order
+                    pending = None
+                if pending is None:
+                    batch.shared[key] = (plan.solo, [framed(frame)])
+                else:
+                    pending[1].append(framed(frame))
+                stats.frames_out += len(plan.solo)
+                stats.bytes_out += len(frame) * len(plan.solo)
+            for outlet in plan.mixed:
+                mixed.setdefault(outlet, []).append(key)
         single: dict[str, bytes] = {}
-        per_outlet: dict[Outlet, list[str]] = {}
-        for key in parts:
-            for outlet in self.subscribers.get(key, ()):
-                per_outlet.setdefault(outlet, []).append(key)
-        for outlet, keys in per_outlet.items():
+        for outlet, keys in mixed.items():
             if len(keys) == 1:
                 key = keys[0]
-                frame = single.get(key)
-                if frame is None:
-                    frame = single[key] = tx_frame(pos, [parts[key]])
+                found = single.get(key)
+                if found is None:
+                    found = single[key] = tx_frame(pos, [parts[key]])
+                frame = found
             else:
                 frame = tx_frame(pos, [parts[k] for k in keys])
-            self._send(outlet, keys, frame)
+            if outlet.buffering and outlet.hold(keys, frame):
+                continue  # counted and sent when the starting subscription is ready
+            stats.frames_out += 1
+            stats.bytes_out += len(frame)
+            batch.own.setdefault(outlet, []).append(framed(frame))
+        if own:
+            self._flush(batch)
 
-    def _send(self, outlet: Outlet, keys: list[str], frame: bytes) -> None:
-        if outlet.buffering and outlet.hold(keys, frame):
-            return  # counted and sent when the starting subscription is ready
-        self._deliver_frame(outlet, frame)
+    def _plan(self, key: str) -> Plan:
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = plan(self.subscribers.get(key, set()), key)
+        return found
+
+    def _flush(self, batch: Batch) -> None:
+        """Write a batch: one write per connection; a broken one is dropped, and never
+        stops the others' fan-out."""
+        if not batch:
+            return
+        for outlets, data in batch.take():
+            for outlet in outlets:
+                try:
+                    outlet.write(data)
+                except Exception:
+                    log.exception("sending to a connection failed; dropping it")
+                    self.drop(outlet)
 
     # ------------------------------------------------------------------ subscriptions
     async def subscribe(
@@ -270,6 +348,7 @@ class Hub:
         """
         key = query.key
         outlet.starting.add(key)
+        self._plans.clear()
         try:
             while not await self._start(outlet, sub_id, query, since):
                 if outlet.subs.get(sub_id) != key:
@@ -279,6 +358,7 @@ class Hub:
             self.unsubscribe(outlet, sub_id)
             raise
         finally:
+            self._plans.clear()
             for frame in outlet.stop_buffering(key):
                 self._deliver_frame(outlet, frame)
 
@@ -293,6 +373,7 @@ class Hub:
             self.router.add(channel)
         outlet.subs[sub_id] = key
         self.subscribers.setdefault(key, set()).add(outlet)
+        self._plans.clear()
         registered_at = self.position
         resumed = False
         if since is not None and channel.compiled is not None and channel.query.limit is None:
@@ -417,7 +498,10 @@ class Hub:
 
     def unsubscribe(self, outlet: Outlet, sub_id: str) -> None:
         key = outlet.subs.pop(sub_id, None)
-        if key is None or key in outlet.subs.values():
+        if key is None:
+            return
+        self._plans.clear()
+        if key in outlet.subs.values():
             return
         for frame in outlet.stop_buffering(key):
             self._deliver_frame(outlet, frame)
@@ -486,6 +570,7 @@ class Hub:
 
     def _reset_key(self, key: str, reason: str) -> None:
         self.stats.resets += 1
+        self._plans.clear()
         frame = encode("reset", key=key, reason=reason).data
         for outlet in list(self.subscribers.pop(key, ())):
             if key in outlet.starting:

@@ -145,7 +145,7 @@ export async function startGateway(env, port) {
         await waitUntil(async () => {
           if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}`);
           return (await httpGet(`${gateway.http}/healthz`)).status === 200;
-        }, 'gateway start');
+        }, 'gateway start', 3 * TIMEOUT); // a loaded 2-core machine can take a while
       } catch (error) {
         error.message += `\n${output()}`;
         throw error;
@@ -154,7 +154,7 @@ export async function startGateway(env, port) {
     /** Stop the whole process group (Sanic's main process and its worker). A SIGTERM that
      *  lands while Sanic is still starting can leave it hanging: SIGKILL after 5 s. */
     async stop(signal = 'SIGTERM') {
-      if (!child || child.exitCode !== null) return;
+      if (!child || child.exitCode !== null || child.signalCode !== null) return; // gone already
       const exited = new Promise((resolve) => child.once('exit', resolve));
       const group = (sig) => { try { process.kill(-child.pid, sig); } catch { /* gone */ } };
       group(signal);
@@ -162,6 +162,9 @@ export async function startGateway(env, port) {
       await exited;
       clearTimeout(timer);
       group('SIGKILL'); // a worker must never outlive its main process (it holds the port)
+      // A killed worker can hold the listening socket for a moment after its main process
+      // is reported gone; a start() in that window would fail to bind the port.
+      await waitUntil(async () => !(await reachable(port_)), 'the gateway port to close');
     },
     output: () => output(),
   };
@@ -182,7 +185,7 @@ export async function startRedis() {
       await waitUntil(() => reachable(port), 'redis-server start');
     },
     async stop() {
-      if (!child || child.exitCode !== null) return;
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGKILL');
       await exited;

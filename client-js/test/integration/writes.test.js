@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 
 import { connect } from '../../src/index.js';
-import { environment, eventually, services, startGateway, startWriter } from './harness.js';
+import { TIMEOUT, environment, eventually, services, startGateway, startWriter } from './harness.js';
 
 const skip = await services();
 
@@ -223,7 +223,7 @@ describe('client writes against a real gateway', { skip }, () => {
   });
 });
 
-describe('offline writes and lost acks', { skip }, () => {
+describe('offline writes and lost acks', { skip, timeout: 12 * TIMEOUT }, () => {
   test('a write made while the gateway is down is sent after it restarts, and applied once', async () => {
     const env = environment();
     const writer = await startWriter(env);
@@ -237,6 +237,7 @@ describe('offline writes and lost acks', { skip }, () => {
       await gateway.stop('SIGKILL'); // a graceful stop closes with 1000, which clients do not retry
       await eventually(() => client.status === 'offline' || client.status === 'connecting', 'the client notices');
       const insert = client.insert('t_todos', { owner_id: 1, title: 'written offline' });
+      insert.catch(() => {}); // if a step below fails, report that failure, not this promise's
       assert.equal(client.collection('t_todos').docs[0]?.title, 'written offline', 'shown while offline');
       await gateway.start();
       const { id } = await insert;
@@ -264,6 +265,7 @@ describe('offline writes and lost acks', { skip }, () => {
       net.hold();
       const insert = client.insert('t_todos', { owner_id: 1, title: 'once' });
       const method = client.call('add_items', { titles: ['once'] });
+      for (const pending of [insert, method]) pending.catch(() => {}); // report a failing step below, not these
       await eventually(async () => {
         const { todos: rows, items } = await writer.send({ op: 'dump' });
         return rows.length === 1 && items.length === 1;
