@@ -207,11 +207,18 @@ async function connectAll() {
   out({ event: "connected", connected, failures, seconds: nowSeconds() - started });
 }
 
-// livesync closes a connection that sends nothing for ping_timeout (60 s by default).
+// livesync closes a connection that sends nothing for ping_timeout (60 s by default), so
+// each socket pings every 20 s; spread over the interval (one slice a second), as real
+// clients' timers are, not 5,000 at once: a synchronized burst would measure the burst.
+const PING_SLICES = 20;
+let pingSlice = 0;
 setInterval(() => {
   if (mode !== "livesync") return;
-  for (const ws of sockets) if (ws.readyState === WebSocket.OPEN) ws.send('{"type":"ping"}');
-}, 20_000).unref();
+  pingSlice = (pingSlice + 1) % PING_SLICES;
+  sockets.forEach((ws, index) => {
+    if (index % PING_SLICES === pingSlice && ws.readyState === WebSocket.OPEN) ws.send('{"type":"ping"}');
+  });
+}, 20_000 / PING_SLICES).unref();
 
 createInterface({ input: process.stdin }).on("line", (line) => {
   const [command, name] = line.trim().split(/\s+/);
