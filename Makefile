@@ -69,7 +69,7 @@ style: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-## Every benchmark (about 25 minutes on 2 cores): bench/results/<date>.json, the generated part
+## Every benchmark (about 20 minutes on 2 cores): bench/results/<date>.json, the generated part
 ## of docs/performance.md and its plots. `make bench-quick` is a smoke run of a few minutes.
 $(BENCH_STAMP): $(STAMP) pyproject.toml bench/package.json bench/package-lock.json
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
