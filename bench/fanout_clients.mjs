@@ -26,8 +26,9 @@
 // right after COMMIT / before PUBLISH); the receipt time is performance.timeOrigin +
 // performance.now() on the same machine, so `now - t` is commit-to-receipt.
 import { createInterface } from "node:readline";
-import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
+
+import { nowSeconds, out, timestampOf } from "./clients_common.mjs";
 
 const args = Object.fromEntries(
   process.argv
@@ -41,8 +42,6 @@ const pub = args.pub ?? "bench_fanout_items";
 const concurrency = Number(args.concurrency ?? 50);
 const maxSamples = Number(args["max-samples"] ?? 2_000_000);
 
-const nowSeconds = () => (performance.timeOrigin + performance.now()) / 1000;
-const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 
 // ------------------------------------------------------------------ measurement state
 let phase = null;
@@ -97,22 +96,6 @@ function summary(p) {
     max_ms: s.length ? s[s.length - 1] : null,
     hist,
   };
-}
-
-// The writer's timestamp inside a delivered message (one row per transaction).
-function timestampOf(msg) {
-  if (typeof msg.t === "number") return msg.t;
-  if (msg.type !== "tx") return undefined;
-  for (const part of msg.parts) {
-    for (const ch of part.ch) {
-      if (ch.d?.data?.t !== undefined) return ch.d.data.t;
-      for (const op of ch.p ?? []) {
-        if (op.path === "/data/t") return op.value;
-        if (op.path === "/data" && op.value?.t !== undefined) return op.value.t;
-      }
-    }
-  }
-  return undefined;
 }
 
 // ------------------------------------------------------------------ connections

@@ -35,14 +35,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import queue
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -61,7 +59,14 @@ from bench.procs import (
 )
 from bench.report import print_section
 from bench.results import Figure, Section, at_most, save
-from bench.servers import POSTGRES_URL, REDIS_URL, Server, write_for, write_parallel
+from bench.servers import (
+    REDIS_URL,
+    Server,
+    app_env,
+    load_app,
+    write_for,
+    write_parallel,
+)
 from bench.swarm import Swarm
 
 BENCH = Path(__file__).resolve().parent
@@ -69,7 +74,6 @@ OWNERS = 10_000  # items in the table, one per owner, whatever N is
 MAX_CONNECTIONS = 100  # N subscriptions over min(N, 100) connections
 WRITERS = 4  # writer threads during saturation
 GOAL = 1.5  # cost(10,000) / cost(10) at most
-RUN_ID = uuid.uuid4().hex[:8]
 
 
 @dataclass(frozen=True)
@@ -86,24 +90,6 @@ FULL = Profile((10, 1000, 10_000), steady_seconds=8.0, steady_rate=100.0,
                saturation_seconds=8.0, sat_rate=3000.0, idle_seconds=4.0)  # fmt: skip
 QUICK = Profile((10, 10_000), steady_seconds=2.0, steady_rate=100.0,
                 saturation_seconds=3.0, sat_rate=3000.0, idle_seconds=1.5)  # fmt: skip
-
-
-def load_app() -> ModuleType:
-    """Import ``bench.filtered_app`` configured for this run's services and topic (its
-    ``LiveSync``, the writer's, reads the LIVESYNC_* variables at import; the gateway
-    process inherits them)."""
-    os.environ.update(gateway_env())
-    from bench import filtered_app
-
-    return filtered_app
-
-
-def gateway_env() -> dict[str, str]:
-    return {
-        "LIVESYNC_DATABASE_URL": POSTGRES_URL,
-        "LIVESYNC_BROKER_URL": REDIS_URL,
-        "LIVESYNC_TOPIC": f"bench-filtered-{RUN_ID}",
-    }
 
 
 @contextlib.contextmanager
@@ -182,7 +168,7 @@ def measure(app: ModuleType, n: int, profile: Profile) -> dict[str, Any]:
     """One N: a fresh gateway and client swarm, the steady phase, then saturation."""
     connections = min(n, MAX_CONNECTIONS)
     subs = n // connections
-    gateway, port = start_gateway("bench.filtered_app:live", gateway_env())
+    gateway, port = start_gateway("bench.filtered_app:live", app_env("filtered"))
     swarm = FilteredSwarm(f"ws://127.0.0.1:{port}/live", connections, subs, app.PUBLICATION)
     try:
         up = swarm.wait("connected", 120 + n * 0.05)
@@ -340,7 +326,7 @@ def run(quick: bool, counts: tuple[int, ...] | None = None) -> Section:
     profile = QUICK if quick else FULL
     if counts:
         profile = replace(profile, counts=counts)
-    app = load_app()
+    app = load_app("filtered")
     with items_table(app):
         rows = []
         for n in profile.counts:

@@ -12,8 +12,9 @@
 // connection is up. Latency: the writer puts its wall-clock time in the document's
 // data.t; `now - t` on receipt (same machine, same clock).
 import { createInterface } from "node:readline";
-import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
+
+import { nowSeconds, out, timestampOf } from "./clients_common.mjs";
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].slice(2)] = process.argv[i + 1];
@@ -23,8 +24,6 @@ const subs = Number(args.subs ?? 1);
 const pub = args.pub ?? "bench_by_owner";
 const concurrency = Number(args.concurrency ?? 20);
 
-const nowSeconds = () => (performance.timeOrigin + performance.now()) / 1000;
-const out = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
 
 // ------------------------------------------------------------------ measurement
 let phase = null;
@@ -50,20 +49,6 @@ function summary(p) {
     p99_ms: q(0.99),
     max_ms: s.length ? s[s.length - 1] : null,
   };
-}
-
-// The writer's time in a tx frame: a patch replacing /data (or /data/t), or a whole document.
-function timestampOf(msg) {
-  for (const part of msg.parts) {
-    for (const change of part.ch) {
-      if (change.d?.data?.t !== undefined) return change.d.data.t;
-      for (const op of change.p ?? []) {
-        if (op.path === "/data/t") return op.value;
-        if (op.path === "/data" && op.value?.t !== undefined) return op.value.t;
-      }
-    }
-  }
-  return undefined;
 }
 
 // ------------------------------------------------------------------ connections

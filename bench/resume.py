@@ -30,12 +30,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -60,12 +58,11 @@ from bench.procs import (
 )
 from bench.report import print_section
 from bench.results import Figure, Section, at_most, save
-from bench.servers import POSTGRES_URL, REDIS_URL
+from bench.servers import REDIS_URL, app_env, load_app
 
 DOCS = 10_000
 MISSED = 100  # changes written while the client is away
 GOAL = 0.02  # resume bytes / refetch bytes below this
-RUN_ID = uuid.uuid4().hex[:8]
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
          "lambda", "mu", "nu", "xi"]  # fmt: skip
 
@@ -84,22 +81,6 @@ class Sync:
     pos: int  # where to resume from next time
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds during it, per process
     machine: float = 0.0  # share of the machine's CPUs busy meanwhile (anyone's work)
-
-
-def load_app() -> ModuleType:
-    """Import ``bench.resume_app`` configured for this run's services and topic."""
-    os.environ.update(gateway_env())
-    from bench import resume_app
-
-    return resume_app
-
-
-def gateway_env() -> dict[str, str]:
-    return {
-        "LIVESYNC_DATABASE_URL": POSTGRES_URL,
-        "LIVESYNC_BROKER_URL": REDIS_URL,
-        "LIVESYNC_TOPIC": f"bench-resume-{RUN_ID}",
-    }
 
 
 @contextlib.contextmanager
@@ -214,7 +195,7 @@ async def _drain(ws: ClientConnection) -> None:
 
 async def measure(app: ModuleType, rounds: int) -> dict[str, Any]:
     """All rounds against one gateway: alone, too old, then shared."""
-    gateway, port = start_gateway("bench.resume_app:live", gateway_env())
+    gateway, port = start_gateway("bench.resume_app:live", app_env("resume"))
     url, pub = f"ws://127.0.0.1:{port}/live", app.TABLE
     groups = {"gateway": [gateway.pid], "postgres": postgres_pids()}
     rng = random.Random(2)
@@ -270,7 +251,7 @@ def limited(syncs: list[dict[str, Any]]) -> str:
 def run(quick: bool) -> Section:
     """Measure resume against refetch; ``quick`` runs 2 rounds of each variant, else 5."""
     rounds = 2 if quick else 5
-    app = load_app()
+    app = load_app("resume")
     with docs_table(app):
         print("  resume: measuring...", file=sys.stderr, flush=True)
         data = asyncio.run(measure(app, rounds))

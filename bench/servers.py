@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import importlib.util
 import json
 import os
@@ -24,6 +25,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import redis
@@ -49,6 +51,23 @@ ROWS = 10  # rows the livesync writer cycles through (the snapshot every client 
 RUN_ID = uuid.uuid4().hex[:8]
 
 
+def app_env(name: str) -> dict[str, str]:
+    """The LIVESYNC_* variables of ``bench/<name>_app.py``: this run's services, its own topic."""
+    return {
+        "LIVESYNC_DATABASE_URL": POSTGRES_URL,
+        "LIVESYNC_BROKER_URL": REDIS_URL,
+        "LIVESYNC_TOPIC": f"bench-{name}-{RUN_ID}",
+    }
+
+
+def load_app(name: str) -> ModuleType:
+    """Import ``bench.<name>_app`` configured by :func:`app_env` (its ``LiveSync``, the
+    writer's, reads the variables at import; the gateway processes started later inherit
+    them)."""
+    os.environ.update(app_env(name))
+    return importlib.import_module(f"bench.{name}_app")
+
+
 class Server:
     """A server process under test and a writer feeding it."""
 
@@ -72,8 +91,7 @@ class LiveSyncServer(Server):
     name, mode = "livesync", "livesync"
 
     def __init__(self, topic: str) -> None:
-        env = {"LIVESYNC_DATABASE_URL": POSTGRES_URL, "LIVESYNC_BROKER_URL": REDIS_URL,
-               "LIVESYNC_TOPIC": topic}  # fmt: skip
+        env = {**app_env("fanout"), "LIVESYNC_TOPIC": topic}
         os.environ.update(env)  # the writer's LiveSync (bench.fanout_app) reads them too
         sys.path.insert(0, str(ROOT))
         from sqlalchemy import inspect

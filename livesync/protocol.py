@@ -382,6 +382,19 @@ class TokenBucket:
         return False
 
 
+def slow_consumer(buffered: int, size: int, max_queue_bytes: int) -> Close | None:
+    """Check a write of ``size`` bytes against the ``buffered`` bytes still unsent.
+
+    Returns the Close (4001, resumable) for a connection whose backlog would outgrow
+    ``max_queue_bytes``. A single write larger than the bound is accepted when nothing is
+    buffered (one big transaction), or a client could never get past it: it would
+    reconnect, resume, and be cut off again forever.
+    """
+    if buffered and buffered + size > max_queue_bytes:
+        return Close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from your position")
+    return None
+
+
 @dataclass
 class ServerConnection:
     """Protocol state of one websocket connection, fed frames, returning events.
@@ -487,20 +500,6 @@ class ServerConnection:
     def ended(self, sub_id: str) -> None:
         """Forget a subscription the gateway ended (``nosub``) so its id can be reused."""
         self.subscriptions.discard(sub_id)
-
-    # ------------------------------------------------------------------ backpressure
-    def backlog(self, buffered: int, size: int) -> Close | None:
-        """Check a frame of ``size`` bytes against the ``buffered`` bytes still unsent.
-
-        Returns a Close (4001, resumable) when the backlog would outgrow
-        ``max_queue_bytes``. A single frame larger than the bound is accepted when nothing
-        is buffered (one big transaction), or a client could never get past it: it would
-        reconnect, resume, and be cut off again forever.
-        """
-        if buffered and buffered + size > self.limits.max_queue_bytes:
-            self.state = State.CLOSED
-            return Close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from your position")
-        return None
 
     # ------------------------------------------------------------------ helpers
     def _refuse(self, code: ErrorCode, message: str, ref: str | None = None) -> list[Event]:

@@ -299,21 +299,23 @@ class Hub:
                 stats.bytes_out += len(frame) * len(plan.solo)
             for outlet in plan.mixed:
                 mixed.setdefault(outlet, []).append(key)
-        single: dict[str, bytes] = {}
+        # One key's frame (and its websocket framing) is built once for all its outlets.
+        single: dict[str, tuple[bytes, bytes]] = {}
         for outlet, keys in mixed.items():
             if len(keys) == 1:
                 key = keys[0]
                 found = single.get(key)
                 if found is None:
-                    found = single[key] = tx_frame(pos, [parts[key]])
-                frame = found
+                    payload = tx_frame(pos, [parts[key]])
+                    found = single[key] = (payload, framed(payload))
+                frame, wire = found
             else:
-                frame = tx_frame(pos, [parts[k] for k in keys])
+                frame, wire = tx_frame(pos, [parts[k] for k in keys]), None
             if outlet.buffering and outlet.hold(keys, frame):
                 continue  # counted and sent when the starting subscription is ready
             stats.frames_out += 1
             stats.bytes_out += len(frame)
-            batch.own.setdefault(outlet, []).append(framed(frame))
+            batch.own.setdefault(outlet, []).append(wire or framed(frame))
         if own:
             self._flush(batch)
 

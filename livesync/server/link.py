@@ -30,7 +30,7 @@ from websockets.frames import Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from ..protocol import Close, CloseCode
+from ..protocol import Close, CloseCode, slow_consumer
 from .frames import text_header
 
 log = logging.getLogger("livesync.gateway")
@@ -113,21 +113,15 @@ class Link(asyncio.Protocol):
                 self.closing = True
 
     def _room(self, size: int) -> bool:
-        """Whether ``size`` more bytes may be queued; closes a slow consumer (4001).
-
-        One write bigger than the bound is accepted when nothing is buffered (one big
-        transaction), or a client could never get past it: it would reconnect, resume,
-        and be cut off again forever.
-        """
+        """Whether ``size`` more bytes may be queued; closes a slow consumer (4001, the
+        protocol core's rule: :func:`livesync.protocol.slow_consumer`)."""
         if self.closing:
             return False
-        buffered = self.transport.get_write_buffer_size()
-        if buffered and buffered + size > self.max_queue_bytes:
+        close = slow_consumer(self.transport.get_write_buffer_size(), size, self.max_queue_bytes)
+        if close is not None:
             if self.counters is not None:
                 self.counters.slow_disconnects += 1
-            self.close(
-                Close(CloseCode.SLOW_CONSUMER, "outbound queue full; resume from your position")
-            )
+            self.close(close)
             return False
         return True
 
