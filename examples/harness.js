@@ -90,7 +90,7 @@ function environment(name, POSTGRES, REDIS, overrides) {
     LIVESYNC_BROKER_URL: REDIS,
     LIVESYNC_TOPIC: `${name}-${randomBytes(6).toString('hex')}`,
     LIVESYNC_RELAY_INTERVAL: '0.1',
-    LIVESYNC_OUTBOX_GRACE: '0.5',
+    LIVESYNC_OUTBOX_GRACE: '5', // the default: a grace below the janitor's cadence republishes rows already published
     ...overrides,
   };
 }

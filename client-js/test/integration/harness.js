@@ -64,7 +64,7 @@ export function environment(overrides = {}) {
     LIVESYNC_BROKER_URL: REDIS,
     LIVESYNC_TOPIC: `js-${randomBytes(6).toString('hex')}`,
     LIVESYNC_RELAY_INTERVAL: '0.1',
-    LIVESYNC_OUTBOX_GRACE: '0.5',
+    LIVESYNC_OUTBOX_GRACE: '5', // the default: a grace below the janitor's cadence republishes rows already published
     ...overrides,
   };
 }
